@@ -1,0 +1,55 @@
+#pragma once
+// Rotary position embeddings (RoFormer, arXiv 2104.09864) with the scaling
+// variants used by LLaMA-family checkpoints.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace harmonia {
+
+struct RopeConfig {
+  enum class Style {
+    Interleaved,  // rotate adjacent pairs (2i, 2i+1): llama2.c, GGUF llama/mistral (llama.cpp's permuted Q/K)
+    Half,         // rotate (i, i + n_rot/2) "rotate_half": HF checkpoints, GGUF qwen2/qwen3 (NEOX)
+  };
+  enum class Scaling { None, Linear, Llama3, Yarn, DynamicNTK };
+
+  Style style = Style::Interleaved;
+  int n_rot = 0;               // rotated dims per head (== head_dim for all supported models)
+  double theta = 10000.0;      // rope_theta / base
+  Scaling scaling = Scaling::None;
+  double factor = 1.0;         // scaling factor (linear, llama3, yarn, dynamic)
+  int64_t original_ctx = 0;    // original_max_position_embeddings (llama3, yarn, dynamic)
+  double low_freq_factor = 1.0;   // llama3
+  double high_freq_factor = 4.0;  // llama3
+  double yarn_beta_fast = 32.0;   // yarn
+  double yarn_beta_slow = 1.0;    // yarn
+  double yarn_attn_factor = 0.0;  // yarn mscale; 0 = default 0.1*ln(factor)+1
+};
+
+const char* rope_scaling_name(RopeConfig::Scaling s);
+
+// Precomputed inverse frequencies for one config.
+class Rope {
+ public:
+  explicit Rope(const RopeConfig& cfg);
+  const RopeConfig& config() const { return cfg_; }
+  // inv_freq[n_rot/2]: angle per position of pair i, after scaling (for
+  // DynamicNTK: the unscaled base; see apply()).
+  const std::vector<double>& inv_freq() const { return inv_freq_; }
+  // Multiplier of cos/sin (YaRN's attention temperature; 1 otherwise).
+  double mscale() const { return mscale_; }
+
+  // Rotate x in place. x: [n_heads, head_dim] floats (one token), position pos.
+  // seq_len: current sequence length, used only by DynamicNTK (HF semantics:
+  // base' = theta * ((factor*seq_len/original_ctx) - (factor-1))^(n_rot/(n_rot-2))
+  // when seq_len > original_ctx).
+  void apply(float* x, int n_heads, int head_dim, int64_t pos, int64_t seq_len = 0) const;
+
+ private:
+  RopeConfig cfg_;
+  std::vector<double> inv_freq_;
+  double mscale_ = 1.0;
+};
+
+}  // namespace harmonia
