@@ -389,7 +389,7 @@ void Writer::add_tensor(const std::string& name, DType type, const std::vector<i
   const size_t want = row_bytes(type, ne[0]) * static_cast<size_t>(rows);
   if (want != nbytes)
     fail(ErrorKind::InvalidInput, "tensor '{}': {} bytes given, shape needs {}", name, nbytes, want);
-  tensors_.push_back({name, type, ne, std::string(static_cast<const char*>(data), nbytes)});
+  tensors_.push_back({name, type, ne, data, nbytes});
 }
 
 void Writer::write(const std::string& path) const {
@@ -412,15 +412,15 @@ void Writer::write(const std::string& path) const {
     put_raw<uint32_t>(head, static_cast<uint32_t>(t.type));
     put_raw<uint64_t>(head, off);
     offsets.push_back(off);
-    off += (t.data.size() + kAlign - 1) / kAlign * kAlign;
+    off += (t.nbytes + kAlign - 1) / kAlign * kAlign;
   }
   head.resize((head.size() + kAlign - 1) / kAlign * kAlign, '\0');
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
   if (!out) fail(ErrorKind::Io, "{}: cannot open for writing", path);
   out.write(head.data(), static_cast<std::streamsize>(head.size()));
   for (const auto& t : tensors_) {
-    out.write(t.data.data(), static_cast<std::streamsize>(t.data.size()));
-    const size_t pad = (kAlign - t.data.size() % kAlign) % kAlign;
+    out.write(static_cast<const char*>(t.data), static_cast<std::streamsize>(t.nbytes));
+    const size_t pad = (kAlign - t.nbytes % kAlign) % kAlign;
     static const char zeros[kAlign] = {};
     out.write(zeros, static_cast<std::streamsize>(pad));
   }

@@ -105,7 +105,8 @@ class Writer {
   void set_str_array(const std::string& key, const std::vector<std::string>& v);
   void set_f32_array(const std::string& key, const std::vector<float>& v);
   void set_i32_array(const std::string& key, const std::vector<int32_t>& v);
-  // `data` holds row_bytes(type, ne[0]) * (ne[1]*ne[2]*ne[3]) bytes; copied.
+  // `data` holds row_bytes(type, ne[0]) * (ne[1]*ne[2]*ne[3]) bytes. Not copied:
+  // it must stay valid until write() returns.
   void add_tensor(const std::string& name, DType type, const std::vector<int64_t>& ne,
                   const void* data, size_t nbytes);
   // Throws Error(Io) naming the path on failure.
@@ -120,7 +121,8 @@ class Writer {
     std::string name;
     DType type;
     std::vector<int64_t> ne;
-    std::string data;
+    const void* data;
+    size_t nbytes;
   };
   std::vector<Kv> kv_;
   std::vector<T> tensors_;

@@ -25,6 +25,9 @@ struct RopeConfig {
   double yarn_beta_fast = 32.0;   // yarn
   double yarn_beta_slow = 1.0;    // yarn
   double yarn_attn_factor = 0.0;  // yarn mscale; 0 = default 0.1*ln(factor)+1
+  // Per-pair divisors of inv_freq [n_rot/2], applied after scaling (GGUF
+  // `rope_freqs.weight`, how llama.cpp stores Llama 3.1 scaling). Empty = none.
+  std::vector<double> freq_factors;
 };
 
 const char* rope_scaling_name(RopeConfig::Scaling s);
@@ -44,7 +47,23 @@ class Rope {
   // seq_len: current sequence length, used only by DynamicNTK (HF semantics:
   // base' = theta * ((factor*seq_len/original_ctx) - (factor-1))^(n_rot/(n_rot-2))
   // when seq_len > original_ctx).
+  // The first n_rot dims of each head are rotated, the rest left as they are:
+  // for pair i = (a, b) ((2i, 2i+1) Interleaved, (i, i + n_rot/2) Half) and
+  // angle = pos * inv_freq[i] (computed in double, then cast),
+  //   x[a]' = x[a]*cos*mscale - x[b]*sin*mscale,  x[b]' = x[b]*cos*mscale + x[a]*sin*mscale.
+  // seq_len below pos + 1 (e.g. the default 0) counts as pos + 1. HF takes seq_len as the
+  // largest position in the batch + 1, so pass the same seq_len to every token
+  // of a prefill chunk. Throws Error(InvalidInput) when head_dim < n_rot or
+  // pos < 0.
   void apply(float* x, int n_heads, int head_dim, int64_t pos, int64_t seq_len = 0) const;
+
+  // inv_freq[n_rot/2] in effect at sequence length seq_len: inv_freq() except
+  // for DynamicNTK, whose base grows with seq_len (same seq_len rule as apply()).
+  std::vector<double> inv_freq_at(int64_t seq_len) const;
+  // Rotation table for one position, as apply() uses it (for fast paths and
+  // kernels that take a cos/sin table): cos[n_rot/2], sin[n_rot/2], already
+  // multiplied by mscale().
+  void cos_sin(int64_t pos, int64_t seq_len, float* cos, float* sin) const;
 
  private:
   RopeConfig cfg_;

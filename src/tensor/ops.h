@@ -4,6 +4,17 @@
 // Every function has a plain fp32 reference version (suffix _ref) that the fast
 // versions are tested against (tensor/*_test.cpp). Block layouts are those of
 // the GGUF format description (ggml-common.h): Q8_0, Q4_0, Q4_K, Q5_K, Q6_K.
+//
+// Numerics of the fast kernels (tolerances in tensor/ops_test.cpp):
+//  - f32/f16/bf16 weights: fp32 products and sums in a different order from the
+//    reference; |fast - exact| <= 1e-5 * sum_i |w_i x_i| for rows up to ~8k.
+//  - block-quantised weights (q8_0, q4_0, q4_K, q5_K, q6_K) in dot_row, matvec and
+//    matmul with n <= kMatmulStreamMaxN: x is first rounded to 8-bit blocks of 32 (as llama.cpp's
+//    CPU backend does), x_i -> d_b * round(x_i / d_b) with d_b = max|x_block| / 127,
+//    then the products are exact integer sums. The result is the exact dot with
+//    the rounded x (to fp32 rounding), so |fast - exact| <= sum_i |w_i| d_b / 2;
+//    typically ~0.3% of the sum's magnitude.
+//  - matmul with n > kMatmulStreamMaxN keeps x in fp32 (dequantised weights, sgemm).
 #include <cstdint>
 
 #include "tensor/tensor.h"
@@ -20,19 +31,32 @@ void quantize_row(DType t, const float* src, void* dst, int64_t n);
 
 // ---- Dot products -------------------------------------------------------------
 // sum_i row[i] * x[i] for one row of type t with n elements; x is fp32.
-float dot_row_ref(DType t, const void* row, const float* x, int64_t n);
-float dot_row(DType t, const void* row, const float* x, int64_t n);  // SIMD
+// Throws like dequantize_row.
+float dot_row_ref(DType t, const void* row, const float* x, int64_t n);  // exact to fp32 (double sum)
+float dot_row(DType t, const void* row, const float* x, int64_t n);      // SIMD
 
 // ---- Matrix-vector (decode) -----------------------------------------------------
 // y[rows] = W[rows, cols] * x[cols]. Multi-threaded over rows (OpenMP, using
-// the current omp_get_max_threads()).
+// the current omp_get_max_threads(); single-threaded inside a parallel region
+// or for weights under 64 KiB). Throws Error(Unsupported) for a weight type
+// without kernels, Error(InvalidInput) for a tensor without data, a row length
+// that is not a block multiple, or nbytes (when set) short of rows * row bytes.
 void matvec_ref(const Tensor& W, const float* x, float* y);
 void matvec(const Tensor& W, const float* x, float* y);
 
 // ---- Matrix-matrix (prefill) ------------------------------------------------------
-// Y[n, rows] = X[n, cols] * W^T. For float weights via BLAS sgemm; quantised
-// weights are dequantised tile by tile and fed to sgemm.
+// Y[n, rows] = X[n, cols] * W^T; n <= 0 does nothing. n <= kMatmulStreamMaxN: W
+// streamed once through the matvec kernels, each row meeting all n vectors. Else: float
+// weights via BLAS sgemm; quantised weights are dequantised tile by tile and fed
+// to sgemm (OpenBLAS threads = omp_get_max_threads()). Inside an OpenMP parallel
+// region it never calls BLAS. Throws like matvec.
 void matmul_ref(const Tensor& W, const float* X, int64_t n, float* Y);
 void matmul(const Tensor& W, const float* X, int64_t n, float* Y);
+// The n up to which matmul streams W through the matvec kernels (8).
+inline constexpr int64_t kMatmulStreamMaxN = 8;
+
+// Instruction set the fast kernels were compiled for: "avx512vnni", "avx2" or
+// "scalar" (for logs and benchmark output).
+const char* kernel_isa();
 
 }  // namespace harmonia

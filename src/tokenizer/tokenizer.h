@@ -59,10 +59,16 @@ std::unique_ptr<Tokenizer> tokenizer_from_gguf(const gguf::File& f);
 // add_bos_token and bos/eos names when present.
 std::unique_ptr<Tokenizer> tokenizer_from_hf_json(const std::string& path);
 // llama2.c tokenizer.bin (u32 max_token_length; per token f32 score, i32 len, bytes).
+// Reads the first vocab_size tokens (the model's vocab size; run.c does the
+// same), or every token in the file when vocab_size <= 0. BOS 1, EOS 2, unk 0
+// as run.c hard-codes; "\n<s>\n" / "\n</s>\n" are control tokens whose text is
+// "<s>" / "</s>"; "<0xNN>" pieces are byte-fallback tokens.
 std::unique_ptr<Tokenizer> tokenizer_from_llama2c(const std::string& path, int32_t vocab_size);
 // SentencePiece tokenizer.model through the sentencepiece library.
 std::unique_ptr<Tokenizer> tokenizer_from_sentencepiece(const std::string& path);
-// Picks the factory by file name / magic: *.json, *.model, *.gguf, else llama2.c .bin.
+// Picks the factory by file name / magic: "GGUF" magic, *.json, *.model, else
+// llama2.c .bin (all tokens in the file). A folder: its tokenizer.json, else
+// tokenizer.model.
 std::unique_ptr<Tokenizer> load_tokenizer(const std::string& path);
 
 // Streaming detokeniser: push() returns the text that is complete so far, never a
@@ -92,6 +98,14 @@ ChatFormat detect_chat_format(const std::string& jinja_template);
 const char* chat_format_name(ChatFormat f);
 // Prompt text for `messages`, ending with the assistant header when
 // add_generation_prompt. The BOS token text is NOT included (the caller adds BOS).
+// Encode the result with parse_special = true so the markers become their ids.
+//  Llama2: "[INST] <<SYS>>\n{sys}\n<</SYS>>\n\n{user} [/INST] {assistant} </s><s>[INST] ...";
+//          contents are stripped; later turns carry the "<s>"/"</s>" texts; there is
+//          no generation header (the prompt already ends with " [/INST]"). Throws
+//          Error(InvalidInput) unless turns alternate user/assistant from user.
+//  Llama3: "<|start_header_id|>{role}<|end_header_id|>\n\n{content, trimmed}<|eot_id|>"...
+//  ChatML: "<|im_start|>{role}\n{content}<|im_end|>\n"... (Qwen3's template without tools).
+//  Raw:    the contents joined with "\n".
 std::string apply_chat_template(ChatFormat f, const std::vector<ChatMessage>& messages,
                                 bool add_generation_prompt = true);
 

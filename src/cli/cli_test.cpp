@@ -1,0 +1,191 @@
+// Bad input through the real binary: one-line errors naming the file and the
+// problem, exit code 2, never a crash. Run again under ASan+UBSan by `make test`.
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sys/wait.h>
+
+#include "common/testing.h"
+#include "gguf/gguf.h"
+#include "model/presets.h"
+
+using namespace harmonia;
+namespace fs = std::filesystem;
+
+namespace {
+
+struct Run {
+  int code = -1;
+  std::string out, err;
+};
+
+std::string slurp(const std::string& p) {
+  std::ifstream f(p, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(f), {});
+}
+void spit(const std::string& p, const std::string& s) {
+  std::ofstream f(p, std::ios::binary | std::ios::trunc);
+  f.write(s.data(), static_cast<std::streamsize>(s.size()));
+}
+
+std::string tmp(const std::string& name) {
+  const fs::path d = fs::temp_directory_path() / ("harmonia_cli_" + std::to_string(::getpid()));
+  fs::create_directories(d);
+  return (d / name).string();
+}
+
+Run harmonia(const std::string& args) {
+  const char* bin = std::getenv("HARMONIA_BIN");
+  Run r;
+  if (!bin) {
+    r.err = "HARMONIA_BIN not set";
+    return r;
+  }
+  const std::string o = tmp("stdout"), e = tmp("stderr");
+  const std::string cmd = std::string(bin) + " " + args + " >" + o + " 2>" + e + " </dev/null";
+  const int st = std::system(cmd.c_str());
+  r.code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+  r.out = slurp(o);
+  r.err = slurp(e);
+  return r;
+}
+
+// The contract for bad input: exit 2 and exactly one line on stderr that names `needle`.
+void expect_clean_error(const Run& r, const std::string& needle, const std::string& what) {
+  EXPECT_EQ(r.code, 2) << what << "\nstderr: " << r.err;
+  EXPECT_NE(r.err.find("harmonia: error: "), std::string::npos) << what << ": " << r.err;
+  EXPECT_NE(r.err.find(needle), std::string::npos) << what << ": expected '" << needle << "' in: " << r.err;
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << what << ": not one line: " << r.err;
+}
+
+std::string tiny_gguf(const std::string& name, void (*tweak)(Model&) = nullptr) {
+  auto m = make_random_model(preset_config("tiny-llama"), {});
+  if (tweak) tweak(*m);
+  const std::string p = tmp(name);
+  write_gguf(*m, p);
+  return p;
+}
+
+}  // namespace
+
+TEST(BadInput, MissingFile) {
+  expect_clean_error(harmonia("generate -m /nonexistent/model.gguf -n 4"), "/nonexistent/model.gguf", "missing");
+  expect_clean_error(harmonia("info -m /nonexistent/dir/"), "/nonexistent/dir/", "missing dir");
+}
+
+TEST(BadInput, WrongMagic) {
+  const std::string p = tmp("wrong_magic.gguf");
+  spit(p, "GGUX" + std::string(100, '\0'));
+  expect_clean_error(harmonia("info -m " + p), "bad magic", "gguf magic");
+  const std::string q = tmp("garbage.bin");
+  spit(q, std::string(100, '\x7f'));
+  expect_clean_error(harmonia("info -m " + q), q, "llama2c garbage");
+}
+
+TEST(BadInput, TruncatedGgufAtManyOffsets) {
+  const std::string full = slurp(tiny_gguf("full.gguf"));
+  const std::string p = tmp("cut.gguf");
+  for (size_t cut : {size_t(3), size_t(10), size_t(30), size_t(200), size_t(1000), full.size() / 3, full.size() / 2,
+                     full.size() - 100, full.size() - 1}) {
+    spit(p, full.substr(0, cut));
+    expect_clean_error(harmonia("info -m " + p), p, "cut at " + std::to_string(cut));
+  }
+}
+
+TEST(BadInput, TruncatedLlama2cAtManyOffsets) {
+  HARMONIA_REQUIRE_SHARED("models/stories260K/stories260K.bin");
+  const std::string full = slurp(shared_path("models/stories260K/stories260K.bin"));
+  const std::string p = tmp("cut.bin");
+  for (size_t cut : {size_t(0), size_t(5), size_t(27), size_t(28), size_t(1000), full.size() / 2, full.size() - 4}) {
+    spit(p, full.substr(0, cut));
+    expect_clean_error(harmonia("info -m " + p), p, "llama2c cut at " + std::to_string(cut));
+  }
+}
+
+TEST(BadInput, TensorOutsideFile) {
+  const std::string full = slurp(tiny_gguf("outside.gguf"));
+  const std::string p = tmp("outside_cut.gguf");
+  spit(p, full.substr(0, full.size() - 64));
+  expect_clean_error(harmonia("info -m " + p), "past the end", "tensor past end");
+}
+
+TEST(BadInput, UnknownTensorType) {
+  std::string b = slurp(tiny_gguf("type.gguf"));
+  // Tensor info: name, u32 n_dims, u64 ne[n_dims], u32 type. Patch the first tensor's type.
+  const std::string name = "token_embd.weight";
+  const size_t at = b.find(name);
+  ASSERT_NE(at, std::string::npos);
+  uint32_t nd;
+  std::memcpy(&nd, b.data() + at + name.size(), 4);
+  const size_t type_off = at + name.size() + 4 + 8 * nd;
+  const uint32_t bad = 99;
+  std::memcpy(b.data() + type_off, &bad, 4);
+  const std::string p = tmp("type_bad.gguf");
+  spit(p, b);
+  expect_clean_error(harmonia("info -m " + p), "unknown type id 99", "type id");
+}
+
+TEST(BadInput, UnknownArchitecture) {
+  gguf::Writer w;
+  w.set_string("general.architecture", "gpt-neox");
+  const std::string p = tmp("arch.gguf");
+  w.write(p);
+  expect_clean_error(harmonia("info -m " + p), "architecture 'gpt-neox' is not supported", "arch");
+}
+
+TEST(BadInput, ShapeDisagreesWithConfig) {
+  const std::string p = tiny_gguf("shape.gguf", [](Model& m) { m.config.ffn_dim = 96; });
+  expect_clean_error(harmonia("info -m " + p), "ffn_gate.weight", "ffn shape");
+  const std::string q = tiny_gguf("shape2.gguf", [](Model& m) { m.config.n_kv_heads = 4; });
+  expect_clean_error(harmonia("info -m " + q), "attn_k.weight", "kv heads");
+}
+
+TEST(BadInput, PromptLongerThanContext) {
+  HARMONIA_REQUIRE_SHARED("models/stories260K/stories260K.gguf");
+  const std::string m = shared_path("models/stories260K/stories260K.gguf");
+  const Run r = harmonia("generate -m " + m + " -p 'Once upon a time there was a little girl named Lily' --ctx 8 -n 4");
+  expect_clean_error(r, "but the context is 8", "ctx");
+  EXPECT_NE(r.err.find("prompt has "), std::string::npos);
+}
+
+TEST(BadInput, BadFlags) {
+  const Run r = harmonia("generate --top-p 7 --preset tiny-llama");
+  expect_clean_error(r, "top_p", "top-p range");
+  expect_clean_error(harmonia("generate --preset nope"), "unknown preset 'nope'", "preset");
+  const Run u = harmonia("frobnicate");
+  EXPECT_EQ(u.code, 2);
+  expect_clean_error(harmonia("generate -m"), "-m", "missing value");
+}
+
+TEST(Cli, GenerateJsonFromBos) {
+  HARMONIA_REQUIRE_SHARED("models/stories260K/stories260K.gguf");
+  const Run r = harmonia("generate -m " + shared_path("models/stories260K/stories260K.gguf") + " -n 10 --temp 0 --json");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["prompt_tokens"], nlohmann::json::array({1}));
+  EXPECT_EQ(j["tokens"], nlohmann::json::parse("[403, 407, 261, 378, 432, 383, 286, 261, 376, 298]"));
+  EXPECT_EQ(j["text"].get<std::string>().rfind("Once upon a time", 0), 0u) << j["text"];
+  for (const char* k : {"prefill_ms", "decode_ms", "prefill_tok_s", "decode_tok_s"}) EXPECT_TRUE(j["timings"].contains(k));
+}
+
+TEST(Cli, MakeModelInfoAndBench) {
+  const std::string p = tmp("mm.gguf");
+  const Run mk = harmonia("make-model --arch qwen2 --dim 64 --layers 2 --heads 4 --kv-heads 2 --ffn 128 --vocab 300 --dtype q8_0 -o " + p);
+  ASSERT_EQ(mk.code, 0) << mk.err;
+  const Run info = harmonia("info -m " + p + " --json");
+  ASSERT_EQ(info.code, 0) << info.err;
+  const auto j = nlohmann::json::parse(info.out);
+  EXPECT_EQ(j["architecture"], "qwen2");
+  EXPECT_EQ(j["n_kv_heads"], 2);
+  EXPECT_TRUE(j["qkv_bias"].get<bool>());
+  EXPECT_TRUE(j["tensor_types"].contains("q8_0"));
+  const Run b = harmonia("bench -m " + p + " -p 8 -n 4 -r 1 -d 0,16 --no-bandwidth --json");
+  ASSERT_EQ(b.code, 0) << b.err;
+  const auto bj = nlohmann::json::parse(b.out);
+  ASSERT_EQ(bj["results"].size(), 2u);
+  EXPECT_GT(bj["results"][1]["decode_tok_s"].get<double>(), 0.0);
+}

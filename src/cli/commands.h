@@ -1,0 +1,40 @@
+#pragma once
+// Subcommands of the `harmonia` binary. Each attaches its flags to the app
+// (one table: the flags generate --help) and runs when parsed.
+#include <CLI/CLI.hpp>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "model/model.h"
+
+namespace harmonia::cli {
+
+class Command {
+ public:
+  virtual ~Command() = default;
+  virtual void attach(CLI::App& app) = 0;
+  virtual int run() = 0;
+  bool parsed() const { return sub_ && sub_->parsed(); }
+
+ protected:
+  CLI::App* sub_ = nullptr;
+};
+
+std::vector<std::unique_ptr<Command>> all_commands();
+
+// Flags shared by every command that needs a model: -m PATH | --preset NAME
+// [--dtype T] [--tokenizer PATH] [--seed S].
+struct ModelFlags {
+  std::string model;
+  std::string preset;
+  std::string dtype = "f32";
+  std::string tokenizer;
+  uint64_t weight_seed = 1;
+  void attach(CLI::App* sub, bool required = true);
+  // Loads the file or builds the preset; throws Error with a hint when neither is given.
+  std::unique_ptr<Model> load() const;
+};
+
+}  // namespace harmonia::cli

@@ -1,0 +1,44 @@
+#pragma once
+// Speed measurement in the manner of llama-bench: prefill (pp) and decode (tg)
+// tokens/s at a given context depth, median over repetitions, and the memory
+// read bandwidth that bounds decode (the roofline).
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "model/model.h"
+
+namespace harmonia {
+
+struct BenchOptions {
+  int n_prompt = 512;     // prefill test: tokens per prefill (0 = skip)
+  int n_gen = 128;        // decode test: tokens decoded one at a time (0 = skip)
+  int64_t depth = 0;      // tokens already in the KV cache before each test
+  int reps = 3;           // repetitions; the median is reported
+  int threads = 0;        // 0 = all cores
+  std::string kv_policy = "full";
+  uint64_t seed = 1;      // random prompt token ids
+};
+
+struct BenchResult {
+  std::string kv_policy;
+  int64_t depth = 0;
+  double prefill_tok_s = 0;               // median
+  double decode_tok_s = 0;                // median
+  std::vector<double> prefill_samples, decode_samples;  // tokens/s per repetition
+  size_t weight_bytes = 0;                // read per decode token
+  size_t kv_bytes_read = 0;               // KV bytes read per decode token at this depth (mid-test)
+  double bandwidth_gb_s = 0;              // measured read bandwidth (1e9 bytes/s)
+  double roofline_tok_s = 0;              // bandwidth / (weight + KV bytes per token)
+  double roofline_fraction() const { return roofline_tok_s > 0 ? decode_tok_s / roofline_tok_s : 0; }
+};
+
+// Streams a buffer much larger than the caches with `threads` threads and
+// returns the median read bandwidth in GB/s (1e9 bytes/s) over `reps` passes.
+double measure_read_bandwidth(int threads, size_t bytes = size_t(1) << 30, int reps = 5);
+
+BenchResult run_bench(const Model& m, const BenchOptions& opts, double bandwidth_gb_s);
+
+double median(std::vector<double> v);
+
+}  // namespace harmonia

@@ -1,0 +1,84 @@
+#include "engine/generate.h"
+
+#include <algorithm>
+
+#include "common/env.h"
+#include "common/error.h"
+
+namespace harmonia {
+
+int64_t resolve_ctx(const Model& m, int64_t requested, size_t prompt_tokens, int max_tokens) {
+  if (requested < 0) fail(ErrorKind::InvalidInput, "--ctx must be positive, got {}", requested);
+  const int64_t ctx = requested > 0 ? requested : m.config.ctx_len;
+  if (static_cast<int64_t>(prompt_tokens) + (max_tokens > 0 ? 1 : 0) > ctx)
+    fail(ErrorKind::InvalidInput, "prompt has {} tokens but the context is {}", prompt_tokens, ctx);
+  return ctx;
+}
+
+GenerateResult generate(Forward& fw, const std::vector<int32_t>& prompt, const GenerateOptions& opts,
+                        const std::function<void(const std::string&)>& on_text) {
+  const Model& m = fw.model();
+  if (prompt.empty()) fail(ErrorKind::InvalidInput, "empty prompt: give at least one token (e.g. BOS)");
+  if (opts.max_tokens < 0) fail(ErrorKind::InvalidInput, "max_tokens must be >= 0, got {}", opts.max_tokens);
+  opts.sampling.validate();
+  GenerateResult res;
+  res.prompt_tokens = prompt;
+  res.ctx = resolve_ctx(m, opts.ctx, prompt.size(), opts.max_tokens);
+
+  auto kv = kv::make_policy(opts.kv_policy, kv_shape(m.config, res.ctx), opts.kv_options);
+  Sampler sampler(opts.sampling, m.config.vocab_size);
+  for (int32_t t : prompt) sampler.accept(t);
+  std::vector<int32_t> stop_tokens;
+  if (!opts.ignore_eos && m.tokenizer) stop_tokens = m.tokenizer->eog_ids();
+  StopChecker stop(opts.stop, stop_tokens, opts.max_tokens > 0 ? opts.max_tokens : 1);
+  std::unique_ptr<StreamDecoder> dec;
+  if (m.tokenizer) dec = std::make_unique<StreamDecoder>(*m.tokenizer);
+
+  std::vector<float> logits(m.config.vocab_size);
+  const double t0 = now_ms();
+  const int64_t chunk = std::max(1, opts.prefill_chunk);
+  for (size_t i = 0; i < prompt.size(); i += chunk) {
+    const int64_t n = std::min<int64_t>(chunk, static_cast<int64_t>(prompt.size() - i));
+    fw.run(prompt.data() + i, n, *kv, logits.data());
+  }
+  res.prefill_ms = now_ms() - t0;
+  if (opts.max_tokens == 0) {
+    res.stop_reason = StopReason::MaxTokens;
+    res.kv_bytes = kv->total_bytes();
+    return res;
+  }
+
+  const double t1 = now_ms();
+  while (true) {
+    const int32_t tok = sampler.sample(logits.data());
+    sampler.accept(tok);
+    const std::string piece = dec ? dec->push(tok) : std::string();
+    StopStep step = stop.push(tok, piece);
+    if (step.reason != StopReason::StopToken) res.tokens.push_back(tok);
+    res.text += step.text;
+    if (on_text && !step.text.empty()) on_text(step.text);
+    if (step.stop()) {
+      res.stop_reason = step.reason;
+      // A character split across the last tokens is completed or replaced (U+FFFD).
+      if (step.reason == StopReason::MaxTokens && dec) {
+        const std::string rest = dec->flush();
+        res.text += rest;
+        if (on_text && !rest.empty()) on_text(rest);
+      }
+      break;
+    }
+    if (kv->n_tokens() >= res.ctx) {  // context full: end as if by length
+      std::string rest = stop.flush() + (dec ? dec->flush() : "");
+      res.text += rest;
+      if (on_text && !rest.empty()) on_text(rest);
+      res.stop_reason = StopReason::MaxTokens;
+      break;
+    }
+    fw.run(&tok, 1, *kv, logits.data());
+  }
+  res.decode_ms = now_ms() - t1;
+  res.kv_bytes = kv->total_bytes();
+  return res;
+}
+
+}  // namespace harmonia

@@ -1,0 +1,76 @@
+#pragma once
+// The KV cache of one sequence, behind one interface for every compression
+// policy (full, fourier, streaming, snapkv, pyramidkv, h2o, kivi).
+//
+// The forward pass calls, for each layer of each step: append() with the step's
+// new keys/values, then attend() for the step's queries. After all layers it
+// calls commit(). Keys arrive post-RoPE. A policy owns its attention because
+// compressed policies attend over a representation that is not plain K/V
+// (FourierAttention's spectral coefficients).
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace harmonia::kv {
+
+struct Shape {
+  int n_layers = 0;
+  int n_heads = 0;     // query heads
+  int n_kv_heads = 0;  // GQA: n_heads / n_kv_heads query heads share one K/V head
+  int head_dim = 0;
+  int64_t max_tokens = 0;  // context size: logical positions [0, max_tokens)
+};
+
+// Bytes held, by segment (names are policy specific: "keys", "values",
+// "sinks", "local", "middle_exact", "coefficients", "statistics", "indices").
+using ByteLedger = std::map<std::string, size_t>;
+
+class Policy {
+ public:
+  virtual ~Policy() = default;
+  virtual std::string name() const = 0;
+
+  // Store n new tokens of `layer`. k, v: [n, n_kv_heads, head_dim] fp32, keys
+  // post-RoPE, for logical positions n_tokens() .. n_tokens()+n-1.
+  // Throws Error(InvalidInput) if that would pass Shape::max_tokens.
+  virtual void append(int layer, int64_t n, const float* k, const float* v) = 0;
+
+  // Causal attention for the n tokens just appended to `layer`: query i sees every
+  // retained key of positions <= its own. q: [n, n_heads, head_dim] post-RoPE;
+  // out: [n, n_heads, head_dim]; softmax(q·k / sqrt(head_dim)) · v per head.
+  virtual void attend(int layer, int64_t n, const float* q, float* out) = 0;
+
+  // End of a forward step of n tokens (all layers done): the logical length
+  // advances by n; policies may compress or evict here.
+  virtual void commit(int64_t n) = 0;
+
+  // Logical length: tokens the sequence has seen (= next RoPE position).
+  virtual int64_t n_tokens() const = 0;
+  // Tokens whose K/V are retained exactly (<= n_tokens()).
+  virtual int64_t n_stored() const = 0;
+  // Roll back to the first n tokens (speculative decoding). Policies that
+  // cannot (after compression) throw Error(Unsupported).
+  virtual void truncate(int64_t n) = 0;
+  virtual void clear() = 0;
+
+  // Exact bytes held now, by segment; total() sums them.
+  virtual ByteLedger bytes() const = 0;
+  size_t total_bytes() const {
+    size_t s = 0;
+    for (const auto& [k, v] : bytes()) s += v;
+    return s;
+  }
+};
+
+// Policy options as `key=value` strings (CLI --kv-opt, server `kv` field).
+using Options = std::map<std::string, std::string>;
+
+// Creates a policy by name ("full", ...). Throws Error(InvalidInput) naming the
+// policy or option that is unknown or out of range.
+std::unique_ptr<Policy> make_policy(const std::string& name, const Shape& shape, const Options& opts = {});
+std::vector<std::string> policy_names();
+
+}  // namespace harmonia::kv

@@ -1,0 +1,172 @@
+// Fast kernels: dot_row, matvec (decode) and matmul (prefill) over the row
+// kernels of tensor/kernels.cpp, threaded with OpenMP; matmul with more than
+// kMatmulStreamMaxN vectors goes to OpenBLAS sgemm.
+#include <cblas.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <atomic>
+#include <vector>
+
+#include "common/error.h"
+#include "tensor/kernels.h"
+#include "tensor/ops.h"
+
+namespace harmonia {
+
+namespace {
+
+using kernels::Acts;
+using kernels::kMaxVec;
+using kernels::RowKernel;
+
+// Weights smaller than this run on the calling thread: waking the OpenMP team
+// (a few microseconds) costs more than it saves.
+constexpr size_t kMinParallelBytes = size_t{64} << 10;
+// y rows one thread owns start at a multiple of this, so two threads never write
+// the same 64-byte cache line of y.
+constexpr int64_t kRowAlign = 16;
+// matmul with n <= kMatmulStreamMaxN (ops.h) streams W once through the row
+// kernels (as matvec does); above it, sgemm's compute efficiency wins (ops_bench.cpp).
+// fp32 tile of dequantised W rows handed to sgemm (fits the 32 MiB L3 with room).
+constexpr size_t kTileBytes = size_t{4} << 20;
+
+// Activations of the calling thread, reused across calls (no allocation in decode).
+thread_local kernels::Q8ActBuffer tl_act;
+thread_local std::vector<Acts> tl_acts;
+thread_local std::vector<float> tl_tile;
+
+const char* name_of(const Tensor& W) { return W.name.empty() ? "(unnamed)" : W.name.c_str(); }
+
+RowKernel checked_kernel(const Tensor& W, const char* op) {
+  const RowKernel k = kernels::row_kernel(W.type);
+  if (!k) fail(ErrorKind::Unsupported, "{}: no kernel for tensor '{}' of type {}", op, name_of(W), dtype_name(W.type));
+  if (!W.data) fail(ErrorKind::InvalidInput, "{}: tensor '{}' has no data", op, name_of(W));
+  const auto& info = dtype_info(W.type);
+  if (W.cols() <= 0 || W.cols() % info.block_elems != 0)
+    fail(ErrorKind::InvalidInput, "{}: tensor '{}' has rows of {} elements, not a multiple of the {} block size {}",
+         op, name_of(W), W.cols(), info.name, info.block_elems);
+  const size_t need = static_cast<size_t>(W.rows()) * W.row_stride();
+  if (W.nbytes != 0 && W.nbytes < need)
+    fail(ErrorKind::InvalidInput, "{}: tensor '{}' [{} x {}] {} needs {} bytes but holds {}", op, name_of(W),
+         W.rows(), W.cols(), info.name, need, W.nbytes);
+  return k;
+}
+
+bool go_parallel(size_t work_bytes) {
+  return work_bytes >= kMinParallelBytes && omp_get_max_threads() > 1 && !omp_in_parallel();
+}
+
+// Rows [r0, r1) of the thread's share: contiguous, starts aligned to kRowAlign.
+void thread_rows(int64_t rows, int64_t* r0, int64_t* r1) {
+  const int64_t nt = omp_get_num_threads(), t = omp_get_thread_num();
+  const int64_t per = ((rows + nt - 1) / nt + kRowAlign - 1) / kRowAlign * kRowAlign;
+  *r0 = std::min(rows, t * per);
+  *r1 = std::min(rows, *r0 + per);
+}
+
+// Y[v, r] = dot(W row r, X[v]) for v < n (Y[n, rows], X[n, cols]). Streams W
+// once; each row meets all n vectors while it is in L1.
+void multiply_rows(const Tensor& W, RowKernel kern, const float* X, int64_t n, float* Y) {
+  const int64_t rows = W.rows(), cols = W.cols();
+  const bool quantised = kernels::uses_q8_act(W.type);
+  if (quantised) tl_act.quantize(X, n, cols);
+  const int64_t nchunks = (n + kMaxVec - 1) / kMaxVec;
+  Acts one;
+  Acts* acts = &one;
+  if (nchunks > 1) {
+    tl_acts.resize(static_cast<size_t>(nchunks));
+    acts = tl_acts.data();
+  }
+  for (int64_t v = 0; v < n; ++v) {
+    Acts& a = acts[v / kMaxVec];
+    if (quantised)
+      a.q[v % kMaxVec] = tl_act.view(v);
+    else
+      a.x[v % kMaxVec] = X + v * cols;
+  }
+  const size_t stride = W.row_stride();
+#pragma omp parallel if (go_parallel(static_cast<size_t>(rows) * stride))
+  {
+    int64_t r0, r1;
+    thread_rows(rows, &r0, &r1);
+    const uint8_t* row = W.row(r0);
+    float out[kMaxVec];
+    for (int64_t r = r0; r < r1; ++r, row += stride) {
+      for (int64_t c = 0; c < nchunks; ++c) {
+        const int nv = static_cast<int>(std::min<int64_t>(kMaxVec, n - c * kMaxVec));
+        kern(row, cols, acts[c], nv, out);
+        for (int v = 0; v < nv; ++v) Y[(c * kMaxVec + v) * rows + r] = out[v];
+      }
+    }
+  }
+}
+
+// OpenBLAS runs its own thread pool; give it the OpenMP thread count, and only
+// call it from outside parallel regions (callers check omp_in_parallel()).
+void set_blas_threads() {
+  static std::atomic<int> current{-1};
+  const int want = omp_get_max_threads();
+  if (current.exchange(want) != want) openblas_set_num_threads(want);
+}
+
+// Y[n, rows] (leading dimension ldy) = X[n, cols] * Wf[rows, cols]^T, fp32.
+void sgemm_xwt(const float* X, int64_t n, const float* Wf, int64_t rows, int64_t cols, float* Y, int64_t ldy) {
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<blasint>(n), static_cast<blasint>(rows),
+              static_cast<blasint>(cols), 1.0f, X, static_cast<blasint>(cols), Wf, static_cast<blasint>(cols), 0.0f,
+              Y, static_cast<blasint>(ldy));
+}
+
+}  // namespace
+
+const char* kernel_isa() { return kernels::isa_name(); }
+
+float dot_row(DType t, const void* row, const float* x, int64_t n) {
+  const RowKernel kern = kernels::row_kernel(t);
+  if (!kern) fail(ErrorKind::Unsupported, "dot_row: no kernel for tensor type {}", dtype_name(t));
+  (void)row_bytes(t, n);  // validates the block multiple
+  Acts a;
+  if (kernels::uses_q8_act(t)) {
+    tl_act.quantize(x, 1, n);
+    a.q[0] = tl_act.view(0);
+  } else {
+    a.x[0] = x;
+  }
+  float out;
+  kern(static_cast<const uint8_t*>(row), n, a, 1, &out);
+  return out;
+}
+
+void matvec(const Tensor& W, const float* x, float* y) {
+  const RowKernel kern = checked_kernel(W, "matvec");
+  multiply_rows(W, kern, x, 1, y);
+}
+
+void matmul(const Tensor& W, const float* X, int64_t n, float* Y) {
+  if (n <= 0) return;
+  const RowKernel kern = checked_kernel(W, "matmul");
+  if (n <= kMatmulStreamMaxN || omp_in_parallel()) return multiply_rows(W, kern, X, n, Y);
+
+  const int64_t rows = W.rows(), cols = W.cols();
+  set_blas_threads();
+  if (W.type == DType::F32) return sgemm_xwt(X, n, static_cast<const float*>(W.data), rows, cols, Y, rows);
+
+  // Quantised or 16-bit weights: dequantise a tile of rows (in parallel), sgemm it
+  // into columns [r0, r0 + tile) of Y. X stays fp32 here (no activation rounding).
+  const int64_t tile = std::clamp<int64_t>(static_cast<int64_t>(kTileBytes / (4 * cols)) / kRowAlign * kRowAlign,
+                                           kRowAlign, rows);
+  tl_tile.resize(static_cast<size_t>(tile * cols));
+  float* Wf = tl_tile.data();
+  for (int64_t r0 = 0; r0 < rows; r0 += tile) {
+    const int64_t nr = std::min(tile, rows - r0);
+#pragma omp parallel if (go_parallel(static_cast<size_t>(nr) * W.row_stride()))
+    {
+      int64_t a, b;
+      thread_rows(nr, &a, &b);
+      for (int64_t r = a; r < b; ++r) dequantize_row(W.type, W.row(r0 + r), Wf + r * cols, cols);
+    }
+    sgemm_xwt(X, n, Wf, nr, cols, Y + r0, rows);
+  }
+}
+
+}  // namespace harmonia
