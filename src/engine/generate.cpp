@@ -26,6 +26,7 @@ GenerateResult generate(Forward& fw, const std::vector<int32_t>& prompt, const G
   res.ctx = resolve_ctx(m, opts.ctx, prompt.size(), opts.max_tokens);
 
   auto kv = kv::make_policy(opts.kv_policy, kv_shape(m.config, res.ctx), opts.kv_options);
+  kv->plan(static_cast<int64_t>(prompt.size()), opts.max_tokens);
   Sampler sampler(opts.sampling, m.config.vocab_size);
   for (int32_t t : prompt) sampler.accept(t);
   std::vector<int32_t> stop_tokens;

@@ -128,8 +128,10 @@ void FullCache::truncate(int64_t n) {
 
 void FullCache::clear() { truncate(0); }
 
-ByteLedger FullCache::bytes() const {
-  const size_t per = static_cast<size_t>(s_.n_layers) * s_.n_kv_heads * s_.head_dim * 4 * n_tokens_;
+ByteLedger FullCache::bytes() const { return bytes_at(n_tokens_); }
+
+ByteLedger FullCache::bytes_at(int64_t n_tokens) const {
+  const size_t per = static_cast<size_t>(s_.n_layers) * s_.n_kv_heads * s_.head_dim * 4 * n_tokens;
   return {{"keys", per}, {"values", per}};
 }
 

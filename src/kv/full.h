@@ -20,6 +20,7 @@ class FullCache : public Policy {
   void truncate(int64_t n) override;
   void clear() override;
   ByteLedger bytes() const override;
+  ByteLedger bytes_at(int64_t n_tokens) const override;
 
  private:
   Shape s_;

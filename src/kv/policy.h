@@ -33,6 +33,18 @@ class Policy {
   virtual ~Policy() = default;
   virtual std::string name() const = 0;
 
+  // Called by the engine before the first append of a request: the prompt
+  // length and the most new tokens it may generate. Compressing policies plan
+  // with it (FourierAttention's period T = prompt + max_new - sink - window;
+  // SnapKV's observation window is the prompt's last tokens) and keep the
+  // prompt exact until it is complete, so chunked prefill attends exactly and
+  // the first generated token equals the full cache's. Without this call, each
+  // commit() of more than one token counts as a complete prompt.
+  virtual void plan(int64_t prompt_tokens, int64_t max_new_tokens) {
+    (void)prompt_tokens;
+    (void)max_new_tokens;
+  }
+
   // Store n new tokens of `layer`. k, v: [n, n_kv_heads, head_dim] fp32, keys
   // post-RoPE, for logical positions n_tokens() .. n_tokens()+n-1.
   // Throws Error(InvalidInput) if that would pass Shape::max_tokens.
@@ -56,13 +68,14 @@ class Policy {
   virtual void truncate(int64_t n) = 0;
   virtual void clear() = 0;
 
-  // Exact bytes held now, by segment; total() sums them.
+  // Exact bytes held now, by segment; total_bytes() sums them.
   virtual ByteLedger bytes() const = 0;
-  size_t total_bytes() const {
-    size_t s = 0;
-    for (const auto& [k, v] : bytes()) s += v;
-    return s;
-  }
+  // Bytes this policy would hold after a prompt of n_tokens (as planned with
+  // plan(n_tokens, max_new)), without running anything: `harmonia info --kv`
+  // and the serving engine's admission control use it. Must equal bytes()
+  // after actually prefilling n_tokens.
+  virtual ByteLedger bytes_at(int64_t n_tokens) const = 0;
+  size_t total_bytes() const;
 };
 
 // Policy options as `key=value` strings (CLI --kv-opt, server `kv` field).
@@ -72,5 +85,8 @@ using Options = std::map<std::string, std::string>;
 // policy or option that is unknown or out of range.
 std::unique_ptr<Policy> make_policy(const std::string& name, const Shape& shape, const Options& opts = {});
 std::vector<std::string> policy_names();
+
+// Sum of a ledger's entries.
+size_t ledger_total(const ByteLedger& l);
 
 }  // namespace harmonia::kv
