@@ -1,9 +1,12 @@
 // Bad input through the real binary: one-line errors naming the file and the
-// problem, exit code 2, never a crash. Run again under ASan+UBSan by `make test`.
+// problem, exit code 2, never a crash. CliRun again under ASan+UBSan by `make test`.
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cstdio>
+#include <cstring>
+#include <unistd.h>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -18,7 +21,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct Run {
+struct CliRun {
   int code = -1;
   std::string out, err;
 };
@@ -38,15 +41,13 @@ std::string tmp(const std::string& name) {
   return (d / name).string();
 }
 
-Run harmonia(const std::string& args) {
-  const char* bin = std::getenv("HARMONIA_BIN");
-  Run r;
-  if (!bin) {
-    r.err = "HARMONIA_BIN not set";
-    return r;
-  }
+CliRun run_cli(const std::string& args) {
+  // CTest sets HARMONIA_BIN; run by hand, the binary sits beside this test.
+  const char* env = std::getenv("HARMONIA_BIN");
+  const std::string bin = env ? env : (fs::read_symlink("/proc/self/exe").parent_path() / "harmonia").string();
+  CliRun r;
   const std::string o = tmp("stdout"), e = tmp("stderr");
-  const std::string cmd = std::string(bin) + " " + args + " >" + o + " 2>" + e + " </dev/null";
+  const std::string cmd = bin + " " + args + " >" + o + " 2>" + e + " </dev/null";
   const int st = std::system(cmd.c_str());
   r.code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
   r.out = slurp(o);
@@ -55,7 +56,7 @@ Run harmonia(const std::string& args) {
 }
 
 // The contract for bad input: exit 2 and exactly one line on stderr that names `needle`.
-void expect_clean_error(const Run& r, const std::string& needle, const std::string& what) {
+void expect_clean_error(const CliRun& r, const std::string& needle, const std::string& what) {
   EXPECT_EQ(r.code, 2) << what << "\nstderr: " << r.err;
   EXPECT_NE(r.err.find("harmonia: error: "), std::string::npos) << what << ": " << r.err;
   EXPECT_NE(r.err.find(needle), std::string::npos) << what << ": expected '" << needle << "' in: " << r.err;
@@ -73,17 +74,17 @@ std::string tiny_gguf(const std::string& name, void (*tweak)(Model&) = nullptr) 
 }  // namespace
 
 TEST(BadInput, MissingFile) {
-  expect_clean_error(harmonia("generate -m /nonexistent/model.gguf -n 4"), "/nonexistent/model.gguf", "missing");
-  expect_clean_error(harmonia("info -m /nonexistent/dir/"), "/nonexistent/dir/", "missing dir");
+  expect_clean_error(run_cli("generate -m /nonexistent/model.gguf -n 4"), "/nonexistent/model.gguf", "missing");
+  expect_clean_error(run_cli("info -m /nonexistent/dir/"), "/nonexistent/dir/", "missing dir");
 }
 
 TEST(BadInput, WrongMagic) {
   const std::string p = tmp("wrong_magic.gguf");
   spit(p, "GGUX" + std::string(100, '\0'));
-  expect_clean_error(harmonia("info -m " + p), "bad magic", "gguf magic");
+  expect_clean_error(run_cli("info -m " + p), "bad magic", "gguf magic");
   const std::string q = tmp("garbage.bin");
   spit(q, std::string(100, '\x7f'));
-  expect_clean_error(harmonia("info -m " + q), q, "llama2c garbage");
+  expect_clean_error(run_cli("info -m " + q), q, "llama2c garbage");
 }
 
 TEST(BadInput, TruncatedGgufAtManyOffsets) {
@@ -92,7 +93,7 @@ TEST(BadInput, TruncatedGgufAtManyOffsets) {
   for (size_t cut : {size_t(3), size_t(10), size_t(30), size_t(200), size_t(1000), full.size() / 3, full.size() / 2,
                      full.size() - 100, full.size() - 1}) {
     spit(p, full.substr(0, cut));
-    expect_clean_error(harmonia("info -m " + p), p, "cut at " + std::to_string(cut));
+    expect_clean_error(run_cli("info -m " + p), p, "cut at " + std::to_string(cut));
   }
 }
 
@@ -102,7 +103,7 @@ TEST(BadInput, TruncatedLlama2cAtManyOffsets) {
   const std::string p = tmp("cut.bin");
   for (size_t cut : {size_t(0), size_t(5), size_t(27), size_t(28), size_t(1000), full.size() / 2, full.size() - 4}) {
     spit(p, full.substr(0, cut));
-    expect_clean_error(harmonia("info -m " + p), p, "llama2c cut at " + std::to_string(cut));
+    expect_clean_error(run_cli("info -m " + p), p, "llama2c cut at " + std::to_string(cut));
   }
 }
 
@@ -110,7 +111,7 @@ TEST(BadInput, TensorOutsideFile) {
   const std::string full = slurp(tiny_gguf("outside.gguf"));
   const std::string p = tmp("outside_cut.gguf");
   spit(p, full.substr(0, full.size() - 64));
-  expect_clean_error(harmonia("info -m " + p), "past the end", "tensor past end");
+  expect_clean_error(run_cli("info -m " + p), "past the end", "tensor past end");
 }
 
 TEST(BadInput, UnknownTensorType) {
@@ -126,7 +127,7 @@ TEST(BadInput, UnknownTensorType) {
   std::memcpy(b.data() + type_off, &bad, 4);
   const std::string p = tmp("type_bad.gguf");
   spit(p, b);
-  expect_clean_error(harmonia("info -m " + p), "unknown type id 99", "type id");
+  expect_clean_error(run_cli("info -m " + p), "unknown type id 99", "type id");
 }
 
 TEST(BadInput, UnknownArchitecture) {
@@ -134,36 +135,36 @@ TEST(BadInput, UnknownArchitecture) {
   w.set_string("general.architecture", "gpt-neox");
   const std::string p = tmp("arch.gguf");
   w.write(p);
-  expect_clean_error(harmonia("info -m " + p), "architecture 'gpt-neox' is not supported", "arch");
+  expect_clean_error(run_cli("info -m " + p), "architecture 'gpt-neox' is not supported", "arch");
 }
 
 TEST(BadInput, ShapeDisagreesWithConfig) {
   const std::string p = tiny_gguf("shape.gguf", [](Model& m) { m.config.ffn_dim = 96; });
-  expect_clean_error(harmonia("info -m " + p), "ffn_gate.weight", "ffn shape");
+  expect_clean_error(run_cli("info -m " + p), "ffn_gate.weight", "ffn shape");
   const std::string q = tiny_gguf("shape2.gguf", [](Model& m) { m.config.n_kv_heads = 4; });
-  expect_clean_error(harmonia("info -m " + q), "attn_k.weight", "kv heads");
+  expect_clean_error(run_cli("info -m " + q), "attn_k.weight", "kv heads");
 }
 
 TEST(BadInput, PromptLongerThanContext) {
   HARMONIA_REQUIRE_SHARED("models/stories260K/stories260K.gguf");
   const std::string m = shared_path("models/stories260K/stories260K.gguf");
-  const Run r = harmonia("generate -m " + m + " -p 'Once upon a time there was a little girl named Lily' --ctx 8 -n 4");
+  const CliRun r = run_cli("generate -m " + m + " -p 'Once upon a time there was a little girl named Lily' --ctx 8 -n 4");
   expect_clean_error(r, "but the context is 8", "ctx");
   EXPECT_NE(r.err.find("prompt has "), std::string::npos);
 }
 
 TEST(BadInput, BadFlags) {
-  const Run r = harmonia("generate --top-p 7 --preset tiny-llama");
+  const CliRun r = run_cli("generate --top-p 7 --preset tiny-llama");
   expect_clean_error(r, "top_p", "top-p range");
-  expect_clean_error(harmonia("generate --preset nope"), "unknown preset 'nope'", "preset");
-  const Run u = harmonia("frobnicate");
+  expect_clean_error(run_cli("generate --preset nope"), "unknown preset 'nope'", "preset");
+  const CliRun u = run_cli("frobnicate");
   EXPECT_EQ(u.code, 2);
-  expect_clean_error(harmonia("generate -m"), "-m", "missing value");
+  expect_clean_error(run_cli("generate -m"), "-m", "missing value");
 }
 
 TEST(Cli, GenerateJsonFromBos) {
   HARMONIA_REQUIRE_SHARED("models/stories260K/stories260K.gguf");
-  const Run r = harmonia("generate -m " + shared_path("models/stories260K/stories260K.gguf") + " -n 10 --temp 0 --json");
+  const CliRun r = run_cli("generate -m " + shared_path("models/stories260K/stories260K.gguf") + " -n 10 --temp 0 --json");
   ASSERT_EQ(r.code, 0) << r.err;
   const auto j = nlohmann::json::parse(r.out);
   EXPECT_EQ(j["prompt_tokens"], nlohmann::json::array({1}));
@@ -174,16 +175,16 @@ TEST(Cli, GenerateJsonFromBos) {
 
 TEST(Cli, MakeModelInfoAndBench) {
   const std::string p = tmp("mm.gguf");
-  const Run mk = harmonia("make-model --arch qwen2 --dim 64 --layers 2 --heads 4 --kv-heads 2 --ffn 128 --vocab 300 --dtype q8_0 -o " + p);
+  const CliRun mk = run_cli("make-model --arch qwen2 --dim 64 --layers 2 --heads 4 --kv-heads 2 --ffn 128 --vocab 300 --dtype q8_0 -o " + p);
   ASSERT_EQ(mk.code, 0) << mk.err;
-  const Run info = harmonia("info -m " + p + " --json");
+  const CliRun info = run_cli("info -m " + p + " --json");
   ASSERT_EQ(info.code, 0) << info.err;
   const auto j = nlohmann::json::parse(info.out);
   EXPECT_EQ(j["architecture"], "qwen2");
   EXPECT_EQ(j["n_kv_heads"], 2);
   EXPECT_TRUE(j["qkv_bias"].get<bool>());
   EXPECT_TRUE(j["tensor_types"].contains("q8_0"));
-  const Run b = harmonia("bench -m " + p + " -p 8 -n 4 -r 1 -d 0,16 --no-bandwidth --json");
+  const CliRun b = run_cli("bench -m " + p + " -p 8 -n 4 -r 1 -d 0,16 --no-bandwidth --json");
   ASSERT_EQ(b.code, 0) << b.err;
   const auto bj = nlohmann::json::parse(b.out);
   ASSERT_EQ(bj["results"].size(), 2u);

@@ -11,6 +11,8 @@
 #include "common/mapped_file.h"
 #include "engine/bench.h"
 #include "engine/generate.h"
+#include "eval/fidelity.h"
+#include "kv/spec.h"
 #include "model/forward.h"
 #include "model/presets.h"
 
@@ -101,10 +103,11 @@ class GenerateCmd : public Command {
   int run() override {
     if (!prompt_.empty() && !file_.empty()) fail(ErrorKind::InvalidInput, "give either -p or -f, not both");
     if (!file_.empty()) prompt_ = read_file(file_);
-    for (const auto& kvs : kv_opts_) {
-      const auto eq = kvs.find('=');
-      if (eq == std::string::npos || eq == 0) fail(ErrorKind::InvalidInput, "--kv-opt '{}' is not key=value", kvs);
-      o_.kv_options[kvs.substr(0, eq)] = kvs.substr(eq + 1);
+    {
+      const auto specs = kv::parse_policy_list(o_.kv_policy, kv_opts_);
+      if (specs.size() != 1) fail(ErrorKind::InvalidInput, "generate takes one --kv policy, got '{}'", o_.kv_policy);
+      o_.kv_policy = specs[0].name;
+      o_.kv_options = specs[0].options;
     }
     if (seed_ == -1) o_.sampling.seed = SamplingOptions::kRandomSeed;
     else if (seed_ >= 0) o_.sampling.seed = static_cast<uint64_t>(seed_);
@@ -130,6 +133,11 @@ class GenerateCmd : public Command {
     }
     Forward fw(*m);
     const bool stream = !json_;
+    // Like llama-cli, echo the prompt (as the model sees it) before the continuation.
+    if (stream && tok && !prompt_.empty()) {
+      std::fputs(tok->decode(prompt, true).c_str(), stdout);
+      std::fflush(stdout);
+    }
     auto res = generate(fw, prompt, o_, [&](const std::string& s) {
       if (stream) {
         std::fwrite(s.data(), 1, s.size(), stdout);
@@ -177,6 +185,10 @@ class InfoCmd : public Command {
     mf_.attach(sub_);
     sub_->add_flag("--json", json_, "print JSON");
     sub_->add_flag("--tensors", tensors_, "list every tensor");
+    sub_->add_option("--kv", kv_, "KV policies to account for, comma list with inline options (name:k=v:k=v)");
+    sub_->add_option("--kv-opt", kv_opts_, "KV policy option key=value for every listed policy (repeatable)");
+    sub_->add_option("-c,--ctx", ctx_, "context length for the KV accounting (default: the model's)");
+    sub_->add_flag("--per-layer", per_layer_, "KV bytes per layer too");
   }
   int run() override {
     auto m = mf_.load();
@@ -230,6 +242,37 @@ class InfoCmd : public Command {
                         {"bos", m->tokenizer->bos_id()},
                         {"eos", m->tokenizer->eos_id()},
                         {"chat_format", chat_format_name(detect_chat_format(m->tokenizer->chat_template()))}};
+    const int64_t ctx = ctx_ > 0 ? ctx_ : c.ctx_len;
+    std::vector<std::string> kv_lines;
+    if (!kv_.empty()) {
+      const auto specs = kv::parse_policy_list(kv_, kv_opts_);
+      const kv::Shape shape = kv_shape(c, ctx);
+      const size_t full_total = kv::ledger_total(kv::make_policy("full", shape)->bytes_at(ctx));
+      json kvj = json::array();
+      for (const auto& sp : specs) {
+        auto p = kv::make_policy(sp.name, shape, sp.options);
+        p->plan(ctx, 0);
+        const kv::ByteLedger led = p->bytes_at(ctx);
+        const size_t total = kv::ledger_total(led);
+        json e{{"policy", sp.label()}, {"ctx", ctx}, {"total_bytes", total}, {"segments", led},
+               {"ratio_to_full", full_total ? static_cast<double>(total) / full_total : 0.0}};
+        std::string line = fmt::format("kv {:<28} ctx {:>7}: {:>14} bytes ({:.1f} MiB), {:.3f} x full", sp.label(), ctx,
+                                       total, total / 1048576.0, full_total ? static_cast<double>(total) / full_total : 0.0);
+        for (const auto& [seg, b] : led) line += fmt::format("\n    {:<14} {:>14} bytes ({:.2f} MiB)", seg, b, b / 1048576.0);
+        if (per_layer_) {
+          const auto layers = p->layer_bytes_at(ctx);
+          json lj = json::array();
+          for (size_t l = 0; l < layers.size(); ++l) {
+            lj.push_back(layers[l]);
+            line += fmt::format("\n    layer {:>3}: {:>12} bytes", l, kv::ledger_total(layers[l]));
+          }
+          e["layers"] = lj;
+        }
+        kvj.push_back(e);
+        kv_lines.push_back(line);
+      }
+      j["kv"] = kvj;
+    }
     if (json_) {
       std::cout << dump(j, 2) << "\n";
       return 0;
@@ -251,6 +294,7 @@ class InfoCmd : public Command {
       std::printf("tokenizer   %s, %d tokens, bos %d, eos %d, chat %s\n", m->tokenizer->kind().c_str(),
                   m->tokenizer->vocab_size(), m->tokenizer->bos_id(), m->tokenizer->eos_id(),
                   chat_format_name(detect_chat_format(m->tokenizer->chat_template())));
+    for (const auto& l : kv_lines) std::printf("%s\n", l.c_str());
     if (tensors_)
       for (const auto& t : tl)
         std::printf("  %-32s %-5s [%lld, %lld] %zu bytes\n", t["name"].get<std::string>().c_str(),
@@ -261,7 +305,10 @@ class InfoCmd : public Command {
 
  private:
   ModelFlags mf_;
-  bool json_ = false, tensors_ = false;
+  std::string kv_;
+  std::vector<std::string> kv_opts_;
+  int64_t ctx_ = 0;
+  bool json_ = false, tensors_ = false, per_layer_ = false;
 };
 
 // ---- tokenize -------------------------------------------------------------------------
@@ -382,7 +429,9 @@ class BenchCmd : public Command {
     sub_->add_option("-d,--depth", depths_, "context depth(s) before each test (comma list)")->delimiter(',');
     sub_->add_option("-r,--reps", o_.reps, "repetitions (median reported)")->capture_default_str();
     sub_->add_option("-t,--threads", o_.threads, "threads (default: all cores)");
-    sub_->add_option("--kv", kvs_, "KV policies, comma list")->delimiter(',');
+    sub_->add_option("--kv", kvs_, "KV policies, comma list with inline options (name:k=v:k=v)");
+    sub_->add_option("--kv-opt", kv_opts_, "KV policy option key=value for every listed policy (repeatable)");
+    sub_->add_option("--fill", o_.fill, "how the depth enters the cache: synthetic (random K/V, no compute) | model (real prefill)")->capture_default_str();
     sub_->add_flag("--no-bandwidth", no_bw_, "skip the memory-bandwidth measurement");
     sub_->add_flag("--json", json_, "print JSON");
   }
@@ -391,15 +440,17 @@ class BenchCmd : public Command {
     set_threads(o_.threads);
     const double bw = no_bw_ ? 0.0 : measure_read_bandwidth(o_.threads);
     if (depths_.empty()) depths_ = {0};
-    if (kvs_.empty()) kvs_ = {"full"};
+    const auto specs = kv::parse_policy_list(kvs_.empty() ? "full" : kvs_, kv_opts_);
     json rows = json::array();
     if (!json_)
-      std::printf("%-10s %8s %12s %12s %12s %9s\n", "kv", "depth", "prefill t/s", "decode t/s", "roofline t/s", "fraction");
-    for (const auto& kvp : kvs_)
+      std::printf("%-28s %8s %12s %12s %12s %9s\n", "kv", "depth", "prefill t/s", "decode t/s", "roofline t/s", "fraction");
+    for (const auto& sp : specs)
       for (int64_t d : depths_) {
+        const std::string kvp = sp.label();
         BenchOptions o = o_;
         o.depth = d;
-        o.kv_policy = kvp;
+        o.kv_policy = sp.name;
+        o.kv_options = sp.options;
         const BenchResult r = run_bench(*m, o, bw);
         rows.push_back({{"kv", kvp},
                         {"depth", d},
@@ -414,7 +465,7 @@ class BenchCmd : public Command {
                         {"roofline_tok_s", r.roofline_tok_s},
                         {"roofline_fraction", r.roofline_fraction()}});
         if (!json_)
-          std::printf("%-10s %8lld %12.1f %12.2f %12.2f %8.1f%%\n", kvp.c_str(), static_cast<long long>(d), r.prefill_tok_s,
+          std::printf("%-28s %8lld %12.1f %12.2f %12.2f %8.1f%%\n", kvp.c_str(), static_cast<long long>(d), r.prefill_tok_s,
                       r.decode_tok_s, r.roofline_tok_s, 100.0 * r.roofline_fraction());
       }
     const int threads = o_.threads > 0 ? o_.threads : omp_threads();
@@ -432,8 +483,67 @@ class BenchCmd : public Command {
   ModelFlags mf_;
   BenchOptions o_;
   std::vector<int64_t> depths_;
-  std::vector<std::string> kvs_;
+  std::string kvs_;
+  std::vector<std::string> kv_opts_;
   bool json_ = false, no_bw_ = false;
+};
+
+// ---- eval ---------------------------------------------------------------------------
+
+class EvalCmd : public Command {
+ public:
+  void attach(CLI::App& app) override {
+    sub_ = app.add_subcommand("eval", "evaluation: KV fidelity against the uncompressed model");
+    sub_->require_subcommand(1);
+    fid_ = sub_->add_subcommand("fidelity", "same text through full and each KV policy (teacher forced): KL, top-1, ppl");
+    mf_.attach(fid_);
+    fid_->add_option("-f,--file", file_, "text file")->required();
+    fid_->add_option("--kv", kv_, "policies, comma list with inline options (name:k=v:k=v)")->required();
+    fid_->add_option("--kv-opt", kv_opts_, "option key=value for every listed policy (repeatable)");
+    fid_->add_option("-c,--ctx", fo_.ctx, "tokens of the text to use (default: the model's context)");
+    fid_->add_option("--prompt-frac", fo_.prompt_frac, "share of the tokens prefilled as the prompt")->capture_default_str();
+    fid_->add_option("--prompt-tokens", fo_.prompt_tokens, "explicit prompt length (overrides --prompt-frac)");
+    fid_->add_option("-t,--threads", fo_.threads, "threads");
+    fid_->add_flag("--json", json_, "print JSON");
+  }
+  int run() override {
+    auto m = mf_.load();
+    if (!m->tokenizer) fail(ErrorKind::InvalidInput, "{}: no tokenizer to encode the text (give --tokenizer)", m->path);
+    const std::string text = read_file(file_);
+    const auto toks = m->tokenizer->encode(text, m->tokenizer->bos_id() >= 0);
+    const auto specs = kv::parse_policy_list(kv_, kv_opts_);
+    const auto rep = eval::run_fidelity(*m, toks, specs, fo_);
+    if (json_) {
+      json rows = json::array();
+      for (const auto& r : rep.rows)
+        rows.push_back({{"policy", r.policy}, {"kv_bytes", r.kv_bytes}, {"kv_ratio", r.kv_ratio}, {"kl_mean", r.kl_mean},
+                        {"kl_max", r.kl_max}, {"top1_agreement", r.top1_agreement}, {"ppl", r.ppl},
+                        {"ppl_delta", r.ppl_delta}, {"positions", r.positions}, {"ms", r.ms}});
+      std::cout << dump(json{{"model", m->path}, {"prompt_tokens", rep.prompt_tokens},
+                             {"continuation_tokens", rep.continuation_tokens}, {"results", rows}}, 2)
+                << "\n";
+      return 0;
+    }
+    std::printf("model %s: prompt %lld tokens, %lld teacher-forced continuation tokens\n", m->path.c_str(),
+                static_cast<long long>(rep.prompt_tokens), static_cast<long long>(rep.continuation_tokens));
+    std::printf("| %-40s | %12s | %7s | %9s | %9s | %6s | %8s | %8s |\n", "policy", "KV bytes", "x full", "KL mean",
+                "KL max", "top-1", "ppl", "Δppl");
+    std::printf("|%s|%s|%s|%s|%s|%s|%s|%s|\n", std::string(42, '-').c_str(), std::string(14, '-').c_str(),
+                std::string(9, '-').c_str(), std::string(11, '-').c_str(), std::string(11, '-').c_str(),
+                std::string(8, '-').c_str(), std::string(10, '-').c_str(), std::string(10, '-').c_str());
+    for (const auto& r : rep.rows)
+      std::printf("| %-40s | %12zu | %7.3f | %9.5f | %9.5f | %6.3f | %8.4f | %+8.4f |\n", r.policy.c_str(), r.kv_bytes,
+                  r.kv_ratio, r.kl_mean, r.kl_max, r.top1_agreement, r.ppl, r.ppl_delta);
+    return 0;
+  }
+
+ private:
+  CLI::App* fid_ = nullptr;
+  ModelFlags mf_;
+  std::string file_, kv_;
+  std::vector<std::string> kv_opts_;
+  eval::FidelityOptions fo_;
+  bool json_ = false;
 };
 
 }  // namespace harmonia::cli
@@ -451,6 +561,7 @@ std::vector<std::unique_ptr<Command>> all_commands() {
   v.push_back(std::make_unique<TokenizeCmd>());
   v.push_back(std::make_unique<MakeModelCmd>());
   v.push_back(std::make_unique<BenchCmd>());
+  v.push_back(std::make_unique<EvalCmd>());
   return v;
 }
 

@@ -39,6 +39,54 @@ double measure_read_bandwidth(int threads, size_t bytes, int reps) {
   return median(gbs);
 }
 
+namespace {
+
+// Puts `depth` tokens into a fresh policy (see BenchOptions::fill).
+std::unique_ptr<kv::Policy> filled_cache(const Model& m, Forward& fw, const BenchOptions& o, int64_t ctx,
+                                         uint64_t seed) {
+  const ModelConfig& c = m.config;
+  auto kv = kv::make_policy(o.kv_policy, kv_shape(c, ctx), o.kv_options);
+  kv->plan(o.depth, std::max(o.n_prompt, o.n_gen));
+  constexpr int64_t kChunk = 512;
+  if (o.fill == "model") {
+    std::vector<int32_t> toks(kChunk);
+    std::vector<float> logits(c.vocab_size);
+    uint64_t s = seed;
+    for (int64_t i = 0; i < o.depth; i += kChunk) {
+      const int64_t n = std::min(kChunk, o.depth - i);
+      for (int64_t j = 0; j < n; ++j) {
+        s = s * 6364136223846793005ull + 1442695040888963407ull;
+        toks[j] = static_cast<int32_t>((s >> 33) % static_cast<uint64_t>(c.vocab_size));
+      }
+      fw.run(toks.data(), n, *kv, logits.data());
+    }
+  } else if (o.fill == "synthetic") {
+    const int64_t width = static_cast<int64_t>(c.n_kv_heads) * c.head_dim;
+    std::vector<float> k(kChunk * width), v(kChunk * width);
+    uint64_t s = seed;
+    auto next = [&]() {
+      s = s * 6364136223846793005ull + 1442695040888963407ull;
+      return static_cast<float>(static_cast<int32_t>(s >> 32)) * (1.0f / 2147483648.0f);
+    };
+    for (int64_t i = 0; i < o.depth; i += kChunk) {
+      const int64_t n = std::min(kChunk, o.depth - i);
+      for (int l = 0; l < c.n_layers; ++l) {
+        for (int64_t j = 0; j < n * width; ++j) {
+          k[j] = next();
+          v[j] = next();
+        }
+        kv->append(l, n, k.data(), v.data());
+      }
+      kv->commit(n);
+    }
+  } else {
+    fail(ErrorKind::InvalidInput, "bench: --fill must be synthetic or model, got '{}'", o.fill);
+  }
+  return kv;
+}
+
+}  // namespace
+
 BenchResult run_bench(const Model& m, const BenchOptions& o, double bw) {
   if (o.reps < 1 || o.n_prompt < 0 || o.n_gen < 0 || o.depth < 0)
     fail(ErrorKind::InvalidInput, "bench: reps must be >= 1 and -p/-n/-d >= 0");
@@ -46,48 +94,42 @@ BenchResult run_bench(const Model& m, const BenchOptions& o, double bw) {
   const int64_t ctx = o.depth + std::max(o.n_prompt, o.n_gen) + 1;
   set_threads(o.threads);
   Forward fw(m);
-  auto kv = kv::make_policy(o.kv_policy, kv_shape(c, ctx));
   uint64_t s = o.seed;
   auto rand_tok = [&]() {
     s = s * 6364136223846793005ull + 1442695040888963407ull;
     return static_cast<int32_t>((s >> 33) % static_cast<uint64_t>(c.vocab_size));
   };
   std::vector<float> logits(c.vocab_size);
-  // The depth prefix is computed once (in chunks) and kept; each test truncates back to it.
-  std::vector<int32_t> prefix(static_cast<size_t>(o.depth));
-  for (auto& t : prefix) t = rand_tok();
-  for (int64_t i = 0; i < o.depth; i += 512) {
-    const int64_t n = std::min<int64_t>(512, o.depth - i);
-    fw.run(prefix.data() + i, n, *kv, logits.data());
-  }
   BenchResult r;
   r.kv_policy = o.kv_policy;
   r.depth = o.depth;
   std::vector<int32_t> prompt(static_cast<size_t>(o.n_prompt));
-  for (int rep = 0; rep < o.reps + 1 && o.n_prompt > 0; ++rep) {  // rep 0 warms up
+  size_t kv_bytes_start = 0, kv_bytes_end = 0;
+  // Each repetition starts from a freshly filled cache (compressed policies cannot
+  // roll back); repetition 0 warms up and is not counted.
+  for (int rep = 0; rep < o.reps + 1 && o.n_prompt > 0; ++rep) {
     for (auto& t : prompt) t = rand_tok();
-    kv->truncate(o.depth);
+    auto kv = filled_cache(m, fw, o, ctx, o.seed + rep);
     const double t0 = now_ms();
     fw.run(prompt.data(), o.n_prompt, *kv, logits.data());
     const double ms = now_ms() - t0;
     if (rep > 0) r.prefill_samples.push_back(o.n_prompt * 1000.0 / ms);
   }
   for (int rep = 0; rep < o.reps + 1 && o.n_gen > 0; ++rep) {
-    kv->truncate(o.depth);
+    auto kv = filled_cache(m, fw, o, ctx, o.seed + 1000 + rep);
+    kv_bytes_start = kv->total_bytes();
     int32_t t = rand_tok();
     const double t0 = now_ms();
     for (int i = 0; i < o.n_gen; ++i) fw.run(&t, 1, *kv, logits.data());
     const double ms = now_ms() - t0;
+    kv_bytes_end = kv->total_bytes();
     if (rep > 0) r.decode_samples.push_back(o.n_gen * 1000.0 / ms);
   }
   r.prefill_tok_s = median(r.prefill_samples);
   r.decode_tok_s = median(r.decode_samples);
   r.weight_bytes = m.decode_read_bytes();
-  // Mean context during the decode test is depth + n_gen/2; full cache reads all of it.
-  // (Per-policy byte counts come from the policy's own ledger once compression applies.)
-  const double mean_ctx = static_cast<double>(o.depth) + o.n_gen / 2.0;
-  r.kv_bytes_read = static_cast<size_t>(mean_ctx * static_cast<double>(kv->total_bytes()) /
-                                        std::max<int64_t>(1, kv->n_tokens()));
+  // A decode step reads the whole cache it holds: mean of the held bytes over the test.
+  r.kv_bytes_read = (kv_bytes_start + kv_bytes_end) / 2;
   r.bandwidth_gb_s = bw;
   if (bw > 0) r.roofline_tok_s = bw * 1e9 / static_cast<double>(r.weight_bytes + r.kv_bytes_read);
   return r;

@@ -3,6 +3,7 @@
 // tokens/s at a given context depth, median over repetitions, and the memory
 // read bandwidth that bounds decode (the roofline).
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -17,7 +18,13 @@ struct BenchOptions {
   int reps = 3;           // repetitions; the median is reported
   int threads = 0;        // 0 = all cores
   std::string kv_policy = "full";
-  uint64_t seed = 1;      // random prompt token ids
+  std::map<std::string, std::string> kv_options;  // policy options (key=value)
+  uint64_t seed = 1;      // random prompt token ids and synthetic KV
+  // How the depth is put into the KV cache before each test: "synthetic" appends
+  // random keys/values of unit scale straight into the policy (no model compute:
+  // decode speed does not depend on the values, and a real 16k-token prefill
+  // takes minutes on a small CPU); "model" runs a real prefill of random tokens.
+  std::string fill = "synthetic";
 };
 
 struct BenchResult {

@@ -32,6 +32,7 @@ class Policy {
  public:
   virtual ~Policy() = default;
   virtual std::string name() const = 0;
+  virtual const Shape& shape() const = 0;
 
   // Called by the engine before the first append of a request: the prompt
   // length and the most new tokens it may generate. Compressing policies plan
@@ -75,6 +76,10 @@ class Policy {
   // and the serving engine's admission control use it. Must equal bytes()
   // after actually prefilling n_tokens.
   virtual ByteLedger bytes_at(int64_t n_tokens) const = 0;
+  // The same per layer ([n_layers] ledgers summing to bytes_at). The default
+  // splits evenly, which is exact for policies that treat all layers alike;
+  // policies with per-layer budgets or dims (pyramidkv, fourier) override it.
+  virtual std::vector<ByteLedger> layer_bytes_at(int64_t n_tokens) const;
   size_t total_bytes() const;
 };
 

@@ -8,6 +8,15 @@ std::vector<std::string> policy_names() { return {"full"}; }
 
 size_t Policy::total_bytes() const { return ledger_total(bytes()); }
 
+std::vector<ByteLedger> Policy::layer_bytes_at(int64_t n_tokens) const {
+  const ByteLedger all = bytes_at(n_tokens);
+  const int L = shape().n_layers;
+  std::vector<ByteLedger> out(static_cast<size_t>(L));
+  for (const auto& [k, v] : all)
+    for (int l = 0; l < L; ++l) out[l][k] = v / L + (static_cast<size_t>(l) < v % L ? 1 : 0);
+  return out;
+}
+
 size_t ledger_total(const ByteLedger& l) {
   size_t s = 0;
   for (const auto& [k, v] : l) s += v;

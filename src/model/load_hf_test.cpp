@@ -270,8 +270,12 @@ void expect_load_error(const std::string& path, const std::string& needle, std::
     const std::string msg = e.what();
     EXPECT_NE(msg.find(needle), std::string::npos) << "message does not name " << needle << ": " << msg;
     EXPECT_EQ(msg.find('\n'), std::string::npos) << "not one line: " << msg;
-    if (kind) EXPECT_EQ(static_cast<int>(e.kind()), static_cast<int>(*kind)) << msg;
-    if (!also.empty()) EXPECT_NE(msg.find(also), std::string::npos) << "message lacks '" << also << "': " << msg;
+    if (kind) {
+      EXPECT_EQ(static_cast<int>(e.kind()), static_cast<int>(*kind)) << msg;
+    }
+    if (!also.empty()) {
+      EXPECT_NE(msg.find(also), std::string::npos) << "message lacks '" << also << "': " << msg;
+    }
   }
 }
 
@@ -885,8 +889,9 @@ TEST(HfBadInput, TruncatedAtManyOffsets) {
   uint64_t header = 0;
   for (int i = 7; i >= 0; --i) header = (header << 8) | static_cast<uint8_t>(good[i]);
   std::vector<size_t> cuts;
-  for (size_t n = 0; n < 8 + header + 64; ++n) cuts.push_back(n);             // every byte of the header
-  for (size_t n = 8 + header + 64; n < good.size(); n += 97) cuts.push_back(n);  // through the data
+  for (size_t n = 0; n < 64; ++n) cuts.push_back(n);                             // length, header start
+  for (size_t n = 64; n < 8 + header + 64; n += 3) cuts.push_back(n);             // through the header
+  for (size_t n = 8 + header + 64; n < good.size(); n += 151) cuts.push_back(n);  // through the data
   cuts.push_back(good.size() - 1);
   int failures = 0;
   for (size_t n : cuts) {

@@ -163,10 +163,11 @@ void Sampler::filter(const float* logits) {
   float lmax = -INFINITY;
   for (const auto& c : cand_) lmax = std::max(lmax, c.logit);
   if (lmax == -INFINITY) fail(ErrorKind::InvalidInput, "all {} logits are -inf after penalties", V);
-  const float inv_t = 1.0f / opts_.temperature;
+  // Divide rather than multiply by 1/T: a tiny T would make 1/T inf and 0 * inf NaN.
+  const float t = opts_.temperature;
   double z = 0.0;
   for (auto& c : cand_) {
-    c.w = std::exp((c.logit - lmax) * inv_t);
+    c.w = std::exp((c.logit - lmax) / t);
     z += c.w;
   }
 

@@ -12,8 +12,14 @@
 // NOTE: this is vLLM's order (temperature before top-p/min-p). llama.cpp's default
 // chain applies temperature last, so its top-p/min-p see the temperature-1
 // distribution; with temperature 1 the two agree.
-// temperature == 0 is greedy: argmax of the penalised logits (ties -> lowest id),
-// and probs() is one-hot there.
+// top-p's mass is measured on the distribution renormalised over the top-k
+// survivors (as HF and llama.cpp do). temperature == 0 is greedy: argmax of the
+// penalised logits (ties -> lowest id), and probs() is one-hot there.
+// Cost per token for vocab V: O(V) (copy, penalties, selection, exp) plus a
+// sort of the top-p nucleus only; no full sort of the vocabulary.
+// Determinism: the same seed, options, logits and accept() history give the
+// same tokens (with one build; the PRNG is std::mt19937_64 and the [0,1) draw
+// uses its top 53 bits).
 #include <cstdint>
 #include <deque>
 #include <random>

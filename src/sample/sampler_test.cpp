@@ -238,6 +238,33 @@ TEST(Sampler, TopKRenormalisesOverKLargest) {
   EXPECT_NEAR(p[4], want[2], 1e-6);
 }
 
+TEST(Sampler, TopKMatchesFullSortOnLargeVocab) {
+  const int V = 128 * 1024;
+  auto l = random_logits(V, 21);
+  for (int k : {1, 40, 5000, 50000}) {  // small k: heap selection; large k: nth_element
+    SamplingOptions o = plain(1.0f);
+    o.top_k = k;
+    Sampler s(o, V);
+    std::vector<float> p;
+    s.probs(l.data(), p);
+    std::vector<int32_t> order(V);
+    std::iota(order.begin(), order.end(), 0);
+    std::sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return l[a] > l[b]; });
+    std::vector<int32_t> want(order.begin(), order.begin() + k);
+    std::sort(want.begin(), want.end());
+    EXPECT_EQ(support(p), want) << "top_k " << k;
+  }
+}
+
+TEST(Sampler, TinyTemperatureIsNearlyGreedy) {
+  const std::vector<float> l = {0.0f, 1.0f, 0.999f, -INFINITY};
+  Sampler s(plain(1e-30f), 4);
+  std::vector<float> p;
+  s.probs(l.data(), p);
+  EXPECT_EQ(p, (std::vector<float>{0.0f, 1.0f, 0.0f, 0.0f}));
+  EXPECT_EQ(s.sample(l.data()), 1);
+}
+
 TEST(Sampler, TopPKeepsSmallestSetWithMassAtLeastP) {
   // Shuffled ids so the filter cannot rely on input order.
   // probabilities: id 3: .5, id 0: .2, id 4: .15, id 1: .1, id 2: .05

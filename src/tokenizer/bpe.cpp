@@ -76,7 +76,13 @@ class Regex {
     while (pos < s.size()) {
       const int rc = pcre2_match(code_, reinterpret_cast<PCRE2_SPTR>(s.data()), s.size(), pos, 0,
                                  md, nullptr);
-      if (rc < 0) break;  // no further match
+      if (rc == PCRE2_ERROR_NOMATCH) break;
+      if (rc < 0) {
+        PCRE2_UCHAR msg[256];
+        pcre2_get_error_message(rc, msg, sizeof(msg));
+        fail(ErrorKind::Internal, "pre-tokenizer regex failed at byte {} of {}: {}", pos, s.size(),
+             reinterpret_cast<const char*>(msg));
+      }
       const PCRE2_SIZE* ov = pcre2_get_ovector_pointer(md);
       const size_t b = ov[0], e = ov[1];
       if (e == b) {  // an empty match splits nothing; step past one character

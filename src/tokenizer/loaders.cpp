@@ -435,7 +435,7 @@ std::unique_ptr<Tokenizer> tokenizer_from_llama2c(const std::string& path, int32
   v.eos = v.valid_or_none(2);
   v.add_bos = true;
   tok::SpmOptions o;
-  o.space = " ";
+  o.space = std::string(1, ' ');  // llama2.c pieces keep plain spaces
   o.added = tok::added_tokens_from_types(v);
   return tok::make_spm_tokenizer(std::move(v), std::move(o));
 }
@@ -463,6 +463,7 @@ std::unique_ptr<Tokenizer> load_tokenizer(const std::string& path) {
   if (std::memcmp(magic, "GGUF", 4) == 0) return tokenizer_from_gguf(*gguf::File::open(path));
   std::string ext = fs::path(path).extension().string();
   std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
+  if (ext == ".gguf") fail(ErrorKind::InvalidInput, "{}: not a GGUF file (no \"GGUF\" magic)", path);
   if (ext == ".json") return tokenizer_from_hf_json(path);
   if (ext == ".model") return tokenizer_from_sentencepiece(path);
   return tokenizer_from_llama2c(path, 0);

@@ -67,7 +67,10 @@ inline std::vector<VocabCase> read_vocab_cases(const std::string& inp_rel, const
 
 inline std::string show_ids(const std::vector<int32_t>& ids) {
   std::string s;
-  for (int32_t id : ids) s += (s.empty() ? "" : " ") + std::to_string(id);
+  for (int32_t id : ids) {
+    if (!s.empty()) s += ' ';
+    s += std::to_string(id);
+  }
   return s;
 }
 

@@ -23,7 +23,10 @@ class Tokenizer {
 
   // Token ids of `text`. add_bos: prepend BOS when the vocab has one.
   // parse_special: text like "<|eot_id|>" or "<s>" becomes that special/added token
-  // (otherwise it is tokenized as plain text).
+  // (otherwise it is tokenized as plain text). Non-special added tokens (GGUF
+  // user-defined, HF added with special=false, e.g. Qwen's "<think>") are matched
+  // either way, as llama.cpp and HF do. SentencePiece vocabs put a dummy-prefix
+  // space before the text and again after every special token (llama.cpp's rule).
   virtual std::vector<int32_t> encode(std::string_view text, bool add_bos,
                                       bool parse_special = false) const = 0;
   // Raw bytes that token `id` stands for ("<0x0A>" -> "\n", "▁" -> " ", byte-level

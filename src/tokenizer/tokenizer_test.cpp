@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <filesystem>
+
 #include <nlohmann/json.hpp>
 
 #include "common/env.h"
@@ -48,6 +50,44 @@ TEST(TokenizerVocab, LlamaSpmGguf) {
   EXPECT_EQ(tok->eos_id(), 2);
   EXPECT_TRUE(tok->add_bos_default());
   expect_vocab_cases(*tok, "ggml-vocab-llama-spm.gguf");
+}
+
+// Our SPM merge loop against the sentencepiece library on random mixed-script
+// text: whitespace runs, digits, punctuation, accents, Cyrillic, CJK, emoji
+// (byte fallback) and characters Llama 2 lacks.
+TEST(TokenizerVocab, LlamaSpmMatchesSentencepieceOnRandomText) {
+  HARMONIA_REQUIRE_SHARED("models/llama2-tokenizer/tokenizer.model");
+  HARMONIA_REQUIRE_SHARED(kVocab + "ggml-vocab-llama-spm.gguf");
+  const Tokenizer& ref = shared_tokenizer("models/llama2-tokenizer/tokenizer.model");
+  const Tokenizer& ours = shared_tokenizer(kVocab + "ggml-vocab-llama-spm.gguf");
+  auto bin = tokenizer_from_llama2c(shared_path("models/llama2-tokenizer/tokenizer.bin"), 32000);
+  static const char* const pool[] = {
+      "a", "e", "t", "th", "the ", "ing", "tion", "Q", "z", " ", " ", "  ", "\t", "\n", "\n\n", "0", "7",
+      "42", ".", ",", "!", "'", "\"", "(", "-", "--", "...", "Ã©", "Ã¼", "Ã",
+      "Ð¿ÑÐ¸", "Ð²ÐµÑ", "ä¸­", "æ",
+      "ã", "ð¦", "ð", "â", "ê°",
+      "á", "Â ", "â", "<s>", "don't", "Hello", "world"};
+  uint64_t x = 0x9E3779B97F4A7C15ull;
+  int mismatches = 0;
+  for (int n = 0; n < 400; ++n) {
+    std::string text;
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    const int len = 1 + static_cast<int>(x % 24);
+    for (int k = 0; k < len; ++k) {
+      x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+      text += pool[x % (sizeof(pool) / sizeof(pool[0]))];
+    }
+    const auto want = ref.encode(text, true);
+    const auto got = ours.encode(text, true);
+    const auto got_bin = bin->encode(text, true);
+    if (got != want || got_bin != want) {
+      if (++mismatches <= 5)
+        ADD_FAILURE() << "\"" << text << "\": sentencepiece " << show_ids(want) << " gguf " << show_ids(got)
+                      << " llama2.c " << show_ids(got_bin);
+    }
+    EXPECT_EQ(ours.decode(got), text);
+  }
+  EXPECT_EQ(mismatches, 0);
 }
 
 // The same Llama 2 vocabulary in its two other formats gives the same ids.
@@ -99,6 +139,64 @@ TEST(TokenizerVocab, Qwen2Json) {
   EXPECT_EQ(tok.eos_id(), 151645);  // <|im_end|>
   EXPECT_FALSE(tok.add_bos_default());
   expect_vocab_cases(tok, "ggml-vocab-qwen2.gguf");
+}
+
+// The llama-bpe and qwen2 GGUF vocab files were not obtainable; build them from
+// the HF files the way convert_hf_to_gguf.py does (tokens, token types,
+// "a b" merges, tokenizer.ggml.pre) and check the GGUF byte-level path on the
+// same vectors.
+void expect_gguf_from_hf(const std::string& json_rel, const std::string& pre, const std::string& cases) {
+  const Tokenizer& hf = shared_tokenizer(json_rel);
+  const auto j = nlohmann::json::parse(read_file(shared_path(json_rel)));
+  std::vector<std::string> tokens;
+  std::vector<int32_t> types;
+  for (int32_t id = 0; id < hf.vocab_size(); ++id) {
+    tokens.push_back(hf.piece(id));
+    types.push_back(hf.is_special(id) ? 3 : 1);
+  }
+  std::vector<std::string> merges;
+  for (const auto& m : j.at("model").at("merges"))
+    merges.push_back(m.is_string() ? m.get<std::string>()
+                                   : m[0].get<std::string>() + " " + m[1].get<std::string>());
+  gguf::Writer w;
+  w.set_string("general.architecture", "llama");
+  w.set_string("tokenizer.ggml.model", "gpt2");
+  w.set_string("tokenizer.ggml.pre", pre);
+  w.set_str_array("tokenizer.ggml.tokens", tokens);
+  w.set_i32_array("tokenizer.ggml.token_type", types);
+  w.set_str_array("tokenizer.ggml.merges", merges);
+  if (hf.eos_id() >= 0) w.set_u32("tokenizer.ggml.eos_token_id", static_cast<uint32_t>(hf.eos_id()));
+  const std::string path =
+      (std::filesystem::temp_directory_path() / ("harmonia_tok_" + pre + ".gguf")).string();
+  w.write(path);
+  auto tok = load_tokenizer(path);
+  std::filesystem::remove(path);
+  EXPECT_EQ(tok->kind(), "bpe");
+  EXPECT_EQ(tok->eos_id(), hf.eos_id());
+  expect_vocab_cases(*tok, cases);
+}
+
+TEST(TokenizerVocab, Llama3Gguf) {
+  HARMONIA_REQUIRE_SHARED("models/llama3-tokenizer/tokenizer.json");
+  REQUIRE_VOCAB_CASES("ggml-vocab-llama-bpe.gguf");
+  expect_gguf_from_hf("models/llama3-tokenizer/tokenizer.json", "llama-bpe", "ggml-vocab-llama-bpe.gguf");
+}
+
+TEST(TokenizerVocab, Qwen2Gguf) {
+  HARMONIA_REQUIRE_SHARED("models/qwen3-tokenizer/tokenizer.json");
+  REQUIRE_VOCAB_CASES("ggml-vocab-qwen2.gguf");
+  expect_gguf_from_hf("models/qwen3-tokenizer/tokenizer.json", "qwen2", "ggml-vocab-qwen2.gguf");
+}
+
+TEST(TokenizerLoad, DispatchesByNameAndMagic) {
+  HARMONIA_REQUIRE_SHARED("models/stories260K/tok512.bin");
+  HARMONIA_REQUIRE_SHARED("models/TinyStories-656K/tokenizer.json");
+  auto bin = load_tokenizer(shared_path("models/stories260K/tok512.bin"));
+  EXPECT_EQ(bin->kind(), "spm");
+  EXPECT_EQ(bin->vocab_size(), 512);  // every token in the file
+  auto dir = load_tokenizer(shared_path("models/TinyStories-656K"));  // a model folder
+  EXPECT_EQ(dir->vocab_size(), 2048);
+  EXPECT_EQ(dir->encode("Once upon a time", true).size(), 6u);
 }
 
 // ---- Llama 2 prompts of llama2.c test.c ------------------------------------------
