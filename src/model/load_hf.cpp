@@ -563,7 +563,7 @@ std::unique_ptr<Model> load_hf(const std::string& path, const LoadOptions&) {
     expect_shape(ck.where(name), t, rows, cols);
     return t;
   };
-  auto vector = [&](const std::string& name, int64_t n) {
+  auto f32_vector = [&](const std::string& name, int64_t n) {
     Tensor t = ck.get(name);
     if (t.n_dims != 1 || t.ne[0] != n)
       fail(ErrorKind::InvalidInput, "{}: tensor '{}' has shape {} but the config implies [{}]", ck.where(name), name,
@@ -573,7 +573,7 @@ std::unique_ptr<Model> load_hf(const std::string& path, const LoadOptions&) {
 
   ModelWeights& w = m->weights;
   w.tok_embd = matrix(embd, c.vocab_size, c.dim);
-  w.output_norm = vector("model.norm.weight", c.dim);
+  w.output_norm = f32_vector("model.norm.weight", c.dim);
   w.output = tie ? w.tok_embd : matrix("lm_head.weight", c.vocab_size, c.dim);
   c.tied_embeddings = w.output.data == w.tok_embd.data;
 
@@ -581,25 +581,25 @@ std::unique_ptr<Model> load_hf(const std::string& path, const LoadOptions&) {
   for (int i = 0; i < c.n_layers; ++i) {
     const std::string b = "model.layers." + std::to_string(i) + ".";
     LayerWeights& l = w.layers[i];
-    l.attn_norm = vector(b + "input_layernorm.weight", c.dim);
+    l.attn_norm = f32_vector(b + "input_layernorm.weight", c.dim);
     l.wq = matrix(b + "self_attn.q_proj.weight", c.q_dim(), c.dim);
     l.wk = matrix(b + "self_attn.k_proj.weight", c.kv_dim(), c.dim);
     l.wv = matrix(b + "self_attn.v_proj.weight", c.kv_dim(), c.dim);
     l.wo = matrix(b + "self_attn.o_proj.weight", c.dim, c.q_dim());
     if (c.qkv_bias) {
-      l.bq = vector(b + "self_attn.q_proj.bias", c.q_dim());
-      l.bk = vector(b + "self_attn.k_proj.bias", c.kv_dim());
-      l.bv = vector(b + "self_attn.v_proj.bias", c.kv_dim());
+      l.bq = f32_vector(b + "self_attn.q_proj.bias", c.q_dim());
+      l.bk = f32_vector(b + "self_attn.k_proj.bias", c.kv_dim());
+      l.bv = f32_vector(b + "self_attn.v_proj.bias", c.kv_dim());
     }
     // Llama/Qwen3 attention_bias also gives o_proj a bias, which LayerWeights cannot hold.
     if (ck.has(b + "self_attn.o_proj.bias"))
       fail(ErrorKind::Unsupported, "{}: tensor '{}' (an attention output bias) is not supported",
            ck.where(b + "self_attn.o_proj.bias"), b + "self_attn.o_proj.bias");
     if (c.qk_norm) {
-      l.q_norm = vector(b + "self_attn.q_norm.weight", c.head_dim);
-      l.k_norm = vector(b + "self_attn.k_norm.weight", c.head_dim);
+      l.q_norm = f32_vector(b + "self_attn.q_norm.weight", c.head_dim);
+      l.k_norm = f32_vector(b + "self_attn.k_norm.weight", c.head_dim);
     }
-    l.ffn_norm = vector(b + "post_attention_layernorm.weight", c.dim);
+    l.ffn_norm = f32_vector(b + "post_attention_layernorm.weight", c.dim);
     l.w_gate = matrix(b + "mlp.gate_proj.weight", c.ffn_dim, c.dim);
     l.w_up = matrix(b + "mlp.up_proj.weight", c.ffn_dim, c.dim);
     l.w_down = matrix(b + "mlp.down_proj.weight", c.dim, c.ffn_dim);
