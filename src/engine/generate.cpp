@@ -33,7 +33,10 @@ GenerateResult generate(Forward& fw, const std::vector<int32_t>& prompt, const G
   if (!opts.ignore_eos && m.tokenizer) stop_tokens = m.tokenizer->eog_ids();
   StopChecker stop(opts.stop, stop_tokens, opts.max_tokens > 0 ? opts.max_tokens : 1);
   std::unique_ptr<StreamDecoder> dec;
-  if (m.tokenizer) dec = std::make_unique<StreamDecoder>(*m.tokenizer);
+  if (m.tokenizer) {
+    dec = std::make_unique<StreamDecoder>(*m.tokenizer);
+    dec->continue_after(prompt.back());  // the SPM leading space is dropped only right after BOS
+  }
 
   std::vector<float> logits(m.config.vocab_size);
   const double t0 = now_ms();

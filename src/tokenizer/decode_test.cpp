@@ -193,15 +193,41 @@ TEST(TokenizerStream, FlushReplacesIncompleteSequence) {
   HARMONIA_REQUIRE_SHARED(kSpm);
   const Tokenizer& tok = shared_tokenizer(kSpm);
   StreamDecoder sd(tok);
-  EXPECT_EQ(sd.push(tok.encode("a", false)[0]), "a");
+  EXPECT_EQ(sd.push(tok.encode("a", false)[0]), " a");  // no BOS before: the space stays
   EXPECT_EQ(sd.push(243), "");  // <0xF0>: waits for the rest
   EXPECT_EQ(sd.push(162), "");  // <0x9F>
   EXPECT_EQ(sd.flush(), "\xEF\xBF\xBD");
   // A stray continuation byte is invalid at once, not held back.
   StreamDecoder sd2(tok);
-  EXPECT_EQ(sd2.push(tok.encode("a", false)[0]), "a");
+  EXPECT_EQ(sd2.push(tok.encode("a", false)[0]), " a");
   EXPECT_EQ(sd2.push(3 + 0x80), "\xEF\xBF\xBD");
   EXPECT_EQ(sd2.flush(), "");
+}
+
+// Generation streams the tokens after the prompt: a word that continues the
+// prompt keeps its space; only the first token after BOS loses it (llama2.c).
+TEST(TokenizerStream, LeadingSpaceOnlyAfterBos) {
+  HARMONIA_REQUIRE_SHARED(kSpm);
+  const Tokenizer& tok = shared_tokenizer(kSpm);
+  ASSERT_EQ(show_ids(tok.encode("Hello world", true)), "1 15043 3186");
+  StreamDecoder whole(tok);
+  EXPECT_EQ(whole.push(1), "");
+  EXPECT_EQ(whole.push(15043), "Hello");
+  EXPECT_EQ(whole.push(3186), " world");
+
+  StreamDecoder after_prompt(tok);
+  after_prompt.continue_after(15043);  // prompt "<s> Hello", not pushed
+  EXPECT_EQ(after_prompt.push(3186), " world");
+
+  StreamDecoder after_bos(tok);
+  after_bos.continue_after(1);  // BOS-only prompt
+  EXPECT_EQ(after_bos.push(15043), "Hello");
+  EXPECT_EQ(after_bos.push(3186), " world");
+
+  StreamDecoder keep_special(tok, /*skip_special=*/false);
+  EXPECT_EQ(keep_special.push(1), "<s>");
+  EXPECT_EQ(keep_special.push(15043), "Hello");
+  EXPECT_EQ(keep_special.push(2), "</s>");
 }
 
 TEST(TokenizerStream, OutOfRangeIdThrows) {

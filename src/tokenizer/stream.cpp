@@ -29,17 +29,23 @@ std::string take_complete(std::string& pending) {
 }  // namespace
 
 StreamDecoder::StreamDecoder(const Tokenizer& tok, bool skip_special)
-    : tok_(tok), skip_special_(skip_special) {}
+    : tok_(tok), skip_special_(skip_special), first_(false) {}
+
+void StreamDecoder::continue_after(int32_t prev_id) { first_ = prev_id >= 0 && prev_id == tok_.bos_id(); }
 
 std::string StreamDecoder::push(int32_t id) {
-  if (first_) {
-    // decode() of the first token applies the leading-space rule of
-    // SentencePiece vocabs; a BOS in front does not count as the first token.
-    pending_ += tok_.decode({id}, skip_special_);
-    if (id != tok_.bos_id()) first_ = false;
-  } else if (!(skip_special_ && tok_.is_special(id))) {
+  const int32_t bos = tok_.bos_id();
+  const bool special = tok_.is_special(id);  // also validates id
+  if (skip_special_ && special) {
+    // Nothing to show.
+  } else if (first_ && !special) {
+    // decode() applies the vocab's own rule to the token after BOS (a no-op
+    // for byte-level vocabs).
+    pending_ += tok_.decode({bos, id}, /*skip_special=*/true);
+  } else {
     pending_ += tok_.token_bytes(id);
   }
+  first_ = id == bos;
   return take_complete(pending_);
 }
 

@@ -35,7 +35,9 @@ class Tokenizer {
   virtual std::string token_bytes(int32_t id) const = 0;
   // Text of `ids`. Special/control tokens are omitted when skip_special. For
   // SentencePiece vocabs the leading space of the dummy prefix is removed from
-  // the first piece (as llama.cpp and llama2.c do after BOS).
+  // the first piece (as llama.cpp and llama2.c do after BOS). Raw bytes: may be
+  // invalid UTF-8 mid-character (use StreamDecoder for display). Throws
+  // Error(InvalidInput) for a bad id, as do is_special() and piece().
   virtual std::string decode(const std::vector<int32_t>& ids, bool skip_special = true) const = 0;
 
   virtual int32_t vocab_size() const = 0;
@@ -54,7 +56,9 @@ class Tokenizer {
   virtual std::string kind() const = 0;
 };
 
-// Factories. All throw Error(InvalidInput/Io) naming the file and the problem.
+// Factories. All throw Error(Io) for a missing/unreadable file, Error(InvalidInput)
+// for a corrupt one and Error(Unsupported) for a valid tokenizer we do not
+// implement (WordPiece/Unigram, unknown pre-tokenizers); messages name the file.
 // GGUF `tokenizer.ggml.*` metadata (model "llama" -> SPM, "gpt2" -> byte-level BPE
 // with `tokenizer.ggml.pre` choosing the pre-tokenizer).
 std::unique_ptr<Tokenizer> tokenizer_from_gguf(const gguf::File& f);
@@ -76,16 +80,23 @@ std::unique_ptr<Tokenizer> load_tokenizer(const std::string& path);
 
 // Streaming detokeniser: push() returns the text that is complete so far, never a
 // partial UTF-8 sequence; flush() returns the rest (invalid bytes as U+FFFD).
+// SentencePiece's leading space is dropped only from the token right after a
+// BOS (llama2.c run.c), so a stream that continues a prompt keeps the space of
+// its first word. push() throws Error(InvalidInput) for a bad id.
 class StreamDecoder {
  public:
   explicit StreamDecoder(const Tokenizer& tok, bool skip_special = true);
   std::string push(int32_t id);
   std::string flush();
+  // Declares the token before the first push (e.g. the prompt's last token)
+  // when it was not pushed: after a BOS-only prompt the first generated word
+  // then loses its dummy-prefix space, as in llama2.c.
+  void continue_after(int32_t prev_id);
 
  private:
   const Tokenizer& tok_;
   bool skip_special_;
-  bool first_ = true;
+  bool first_ = false;  // the previous token was BOS: strip the next one's leading space
   std::string pending_;
 };
 

@@ -104,8 +104,6 @@ class VocabTokenizer : public Tokenizer {
   std::optional<int32_t> piece_to_id(std::string_view piece) const override;
   const std::string& chat_template() const override { return v_.chat_template; }
 
-  const Vocab& vocab() const { return v_; }
-
  protected:
   Vocab v_;
   // SentencePiece vocabs: decode() drops one leading space of the first piece
