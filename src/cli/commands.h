@@ -2,6 +2,7 @@
 // Subcommands of the `harmonia` binary. Each attaches its flags to the app
 // (one table: the flags generate --help) and runs when parsed.
 #include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
 
 #include <memory>
 #include <string>
@@ -23,6 +24,8 @@ class Command {
 };
 
 std::vector<std::unique_ptr<Command>> all_commands();
+// `harmonia eval TASK` (cli/cmd_eval.cpp).
+std::unique_ptr<Command> make_eval_command();
 
 // Flags shared by every command that needs a model: -m PATH | --preset NAME
 // [--dtype T] [--tokenizer PATH] [--seed S].
@@ -36,5 +39,9 @@ struct ModelFlags {
   // Loads the file or builds the preset; throws Error with a hint when neither is given.
   std::unique_ptr<Model> load() const;
 };
+
+// JSON text with invalid UTF-8 replaced by U+FFFD (generated text may hold any bytes).
+std::string dump_json(const nlohmann::json& j, int indent = -1);
+std::string join(const std::vector<std::string>& v, const char* sep = ", ");
 
 }  // namespace harmonia::cli
