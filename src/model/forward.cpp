@@ -117,11 +117,21 @@ void ReferenceForward::step(int32_t token, float* logits) {
 Forward::Forward(const Model& m, int threads) : m_(m), rope_(m.config.rope) { set_threads(threads); }
 
 void Forward::run(const int32_t* tokens, int64_t n, kv::Policy& kv, float* logits, bool all_logits) {
+  run_batch({SeqStep{tokens, n, &kv, logits, all_logits}});
+}
+
+void Forward::run_batch(const std::vector<SeqStep>& batch) {
   const ModelConfig& c = m_.config;
-  if (n <= 0) fail(ErrorKind::InvalidInput, "forward: no tokens");
-  for (int64_t i = 0; i < n; ++i) check_token(c, tokens[i]);
+  if (batch.empty()) fail(ErrorKind::InvalidInput, "forward: empty batch");
+  int64_t n = 0;  // tokens in the step, all sequences
+  std::vector<int64_t> off;  // first row of each sequence
+  for (const SeqStep& s : batch) {
+    if (s.n <= 0 || !s.kv || !s.logits) fail(ErrorKind::InvalidInput, "forward: a sequence has no tokens");
+    for (int64_t i = 0; i < s.n; ++i) check_token(c, s.tokens[i]);
+    off.push_back(n);
+    n += s.n;
+  }
   const int64_t D = c.dim, hd = c.head_dim, QD = c.q_dim(), KVD = c.kv_dim(), F = c.ffn_dim;
-  const int64_t pos0 = kv.n_tokens();
   auto grow = [](std::vector<float>& b, int64_t sz) {
     if (static_cast<int64_t>(b.size()) < sz) b.resize(static_cast<size_t>(sz));
   };
@@ -135,16 +145,26 @@ void Forward::run(const int32_t* tokens, int64_t n, kv::Policy& kv, float* logit
   grow(h2_, n * F);
   float *x = x_.data(), *xb = xb_.data(), *q = q_.data(), *k = k_.data(), *v = v_.data(), *att = att_.data(),
         *h1 = h1_.data(), *h2 = h2_.data();
+  // Row r's sequence and RoPE position.
+  std::vector<int64_t> pos(static_cast<size_t>(n)), seq_len(static_cast<size_t>(n));
+  for (size_t b = 0; b < batch.size(); ++b)
+    for (int64_t i = 0; i < batch[b].n; ++i) {
+      pos[off[b] + i] = batch[b].kv->n_tokens() + i;
+      seq_len[off[b] + i] = batch[b].kv->n_tokens() + batch[b].n;
+    }
   const Tensor& emb = m_.weights.tok_embd;
-  for (int64_t i = 0; i < n; ++i) dequantize_row(emb.type, emb.row(tokens[i]), x + i * D, D);
+  for (size_t b = 0; b < batch.size(); ++b)
+    for (int64_t i = 0; i < batch[b].n; ++i)
+      dequantize_row(emb.type, emb.row(batch[b].tokens[i]), x + (off[b] + i) * D, D);
 
-  for (int l = 0; l < c.n_layers; ++l) {
+  const int n_layers = layer_limit_ > 0 ? std::min(layer_limit_, c.n_layers) : c.n_layers;
+  for (int l = 0; l < n_layers; ++l) {
     const LayerWeights& w = m_.weights.layers[l];
     for (int64_t i = 0; i < n; ++i) rmsnorm(xb + i * D, x + i * D, f32(w.attn_norm), D, c.norm_eps);
     matmul(w.wq, xb, n, q);
     matmul(w.wk, xb, n, k);
     matmul(w.wv, xb, n, v);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n > 1)
     for (int64_t i = 0; i < n; ++i) {
       float* qi = q + i * QD;
       float* ki = k + i * KVD;
@@ -157,26 +177,50 @@ void Forward::run(const int32_t* tokens, int64_t n, kv::Policy& kv, float* logit
         for (int h = 0; h < c.n_heads; ++h) rmsnorm(qi + h * hd, qi + h * hd, f32(w.q_norm), hd, c.norm_eps);
         for (int h = 0; h < c.n_kv_heads; ++h) rmsnorm(ki + h * hd, ki + h * hd, f32(w.k_norm), hd, c.norm_eps);
       }
-      rope_.apply(qi, c.n_heads, static_cast<int>(hd), pos0 + i, pos0 + n);
-      rope_.apply(ki, c.n_kv_heads, static_cast<int>(hd), pos0 + i, pos0 + n);
+      rope_.apply(qi, c.n_heads, static_cast<int>(hd), pos[i], seq_len[i]);
+      rope_.apply(ki, c.n_kv_heads, static_cast<int>(hd), pos[i], seq_len[i]);
     }
-    kv.append(l, n, k, v);
-    kv.attend(l, n, q, att);
+    for (size_t b = 0; b < batch.size(); ++b) {
+      const int64_t o = off[b];
+      batch[b].kv->append(l, batch[b].n, k + o * KVD, v + o * KVD);
+      batch[b].kv->attend(l, batch[b].n, q + o * QD, att + o * QD);
+    }
     matmul(w.wo, att, n, xb);
     for (int64_t i = 0; i < n * D; ++i) x[i] += xb[i];
     for (int64_t i = 0; i < n; ++i) rmsnorm(xb + i * D, x + i * D, f32(w.ffn_norm), D, c.norm_eps);
     matmul(w.w_gate, xb, n, h1);
     matmul(w.w_up, xb, n, h2);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n * F > 4096)
     for (int64_t i = 0; i < n * F; ++i) h1[i] = h1[i] / (1.0f + std::exp(-h1[i])) * h2[i];
     matmul(w.w_down, h1, n, xb);
     for (int64_t i = 0; i < n * D; ++i) x[i] += xb[i];
   }
-  kv.commit(n);
-  const int64_t first = all_logits ? 0 : n - 1;
-  for (int64_t i = first; i < n; ++i)
-    rmsnorm(xb + i * D, x + i * D, f32(m_.weights.output_norm), D, c.norm_eps);
-  matmul(m_.weights.output, xb + first * D, n - first, logits);
+  // Self-speculation with a layer limit leaves the deeper layers' caches behind;
+  // the caller owns that (the drafter's cache is its own policy instance).
+  for (const SeqStep& s : batch) s.kv->commit(s.n);
+  // Final norm + output projection for the rows whose logits are wanted, packed.
+  std::vector<int64_t> rows;
+  for (size_t b = 0; b < batch.size(); ++b) {
+    const int64_t first = batch[b].all_logits ? 0 : batch[b].n - 1;
+    for (int64_t i = first; i < batch[b].n; ++i) rows.push_back(off[b] + i);
+  }
+  const int64_t nr = static_cast<int64_t>(rows.size());
+  grow(h2_, nr * D);  // free scratch after the last layer
+  float* xo = h2_.data();
+  for (int64_t r = 0; r < nr; ++r) rmsnorm(xo + r * D, x + rows[r] * D, f32(m_.weights.output_norm), D, c.norm_eps);
+  const int64_t V = c.vocab_size;
+  if (batch.size() == 1) {
+    matmul(m_.weights.output, xo, nr, batch[0].logits);
+    return;
+  }
+  std::vector<float> all(static_cast<size_t>(nr * V));
+  matmul(m_.weights.output, xo, nr, all.data());
+  int64_t r = 0;
+  for (const SeqStep& s : batch) {
+    const int64_t cnt = s.all_logits ? s.n : 1;
+    std::copy_n(all.data() + r * V, cnt * V, s.logits);
+    r += cnt;
+  }
 }
 
 }  // namespace harmonia

@@ -30,6 +30,15 @@ class ReferenceForward {
   std::vector<std::vector<float>> k_, v_;  // [layer][pos * kv_dim]
 };
 
+// One sequence's share of a batched forward step.
+struct SeqStep {
+  const int32_t* tokens = nullptr;  // [n] token ids at positions kv->n_tokens() ...
+  int64_t n = 0;
+  kv::Policy* kv = nullptr;         // this sequence's cache (appended and committed)
+  float* logits = nullptr;          // [n, vocab] if all_logits else [vocab] (last token)
+  bool all_logits = false;
+};
+
 class Forward {
  public:
   // threads <= 0: keep the current OpenMP setting.
@@ -39,6 +48,15 @@ class Forward {
   // the last token. Throws Error(InvalidInput) for a token id outside the
   // vocabulary or when the context would overflow.
   void run(const int32_t* tokens, int64_t n, kv::Policy& kv, float* logits, bool all_logits = false);
+  // Continuous batching: one step over several sequences. Their tokens are
+  // concatenated for the matrix products (weights are read once per step for
+  // all of them); attention runs per sequence over its own kv::Policy. Each
+  // sequence's logits are those run() would give it alone, up to summation order
+  // (the matrix kernels may block differently for a different row count).
+  void run_batch(const std::vector<SeqStep>& batch);
+  // Layer limit for self-speculative drafting (0 = all layers): with k > 0,
+  // only the first k layers run before the final norm and output projection.
+  void set_layer_limit(int k) { layer_limit_ = k; }
   const Model& model() const { return m_; }
 
  private:
@@ -47,6 +65,7 @@ class Forward {
   // Scratch, sized for the largest n seen: x/xb [n, dim], q/att [n, q_dim],
   // k/v [n, kv_dim], h1/h2 [n, ffn_dim].
   std::vector<float> x_, xb_, q_, k_, v_, att_, h1_, h2_;
+  int layer_limit_ = 0;
 };
 
 // Sets OpenMP and OpenBLAS thread counts (n <= 0: leave as is).

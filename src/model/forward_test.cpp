@@ -134,3 +134,46 @@ TEST(Forward, RejectsBadTokensAndOverflow) {
   const std::vector<int32_t> five = {1, 2, 3, 4, 5};
   EXPECT_THROW(fw.run(five.data(), 5, *kv, logits.data()), Error);
 }
+
+TEST(Forward, BatchOfSequencesMatchesEachAlone) {
+  for (DType t : {DType::F32, DType::Q8_0}) {
+    SCOPED_TRACE(dtype_name(t));
+    RandomModelOptions o;
+    o.dtype = t;
+    auto m = make_random_model(preset_config("tiny-qwen2"), o);
+    const int V = m->config.vocab_size;
+    const std::vector<std::vector<int32_t>> prompts = {{1, 2, 3, 4, 5}, {9}, {7, 7, 100, 31}};
+    // Alone: prefill each prompt, then one decode token.
+    std::vector<std::vector<float>> alone;
+    for (const auto& p : prompts) {
+      Forward fw(*m);
+      auto kv = kv::make_policy("full", kv_shape(m->config, 32));
+      std::vector<float> lg(p.size() * V), next(V);
+      fw.run(p.data(), static_cast<int64_t>(p.size()), *kv, lg.data(), true);
+      const int32_t t2 = 42;
+      fw.run(&t2, 1, *kv, next.data());
+      lg.insert(lg.end(), next.begin(), next.end());
+      alone.push_back(lg);
+    }
+    // Batched: one step with all prompts (all logits), then one step decoding each.
+    Forward fw(*m);
+    std::vector<std::unique_ptr<kv::Policy>> kvs;
+    std::vector<std::vector<float>> got(prompts.size());
+    std::vector<SeqStep> step;
+    for (size_t i = 0; i < prompts.size(); ++i) {
+      kvs.push_back(kv::make_policy("full", kv_shape(m->config, 32)));
+      got[i].resize((prompts[i].size() + 1) * V);
+      step.push_back({prompts[i].data(), static_cast<int64_t>(prompts[i].size()), kvs[i].get(), got[i].data(), true});
+    }
+    fw.run_batch(step);
+    const int32_t t2 = 42;
+    step.clear();
+    for (size_t i = 0; i < prompts.size(); ++i)
+      step.push_back({&t2, 1, kvs[i].get(), got[i].data() + prompts[i].size() * V, false});
+    fw.run_batch(step);
+    const double tol = t == DType::F32 ? 1e-5 : 2e-2;
+    for (size_t i = 0; i < prompts.size(); ++i)
+      for (size_t p = 0; p <= prompts[i].size(); ++p)
+        EXPECT_LE(max_rel_diff(got[i].data() + p * V, alone[i].data() + p * V, V), tol) << "seq " << i << " pos " << p;
+  }
+}
