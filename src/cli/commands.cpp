@@ -10,6 +10,7 @@
 #include "common/error.h"
 #include "common/mapped_file.h"
 #include "engine/bench.h"
+#include "engine/engine.h"
 #include "engine/generate.h"
 #include "eval/fidelity.h"
 #include "kv/spec.h"
@@ -99,9 +100,19 @@ class GenerateCmd : public Command {
     sub_->add_flag("--json", json_, "print one JSON object with tokens, text and timings");
     sub_->add_option("--kv", o_.kv_policy, "KV cache policy (" + join(kv::policy_names()) + ")")->capture_default_str();
     sub_->add_option("--kv-opt", kv_opts_, "KV policy option key=value (repeatable)");
+    sub_->add_option("--draft", draft_path_, "draft model for speculative decoding (same vocabulary)");
+    sub_->add_option("--spec", spec_.drafter, "speculative drafter without a second model: ngram | layerskip");
+    sub_->add_option("--draft-n", spec_.n, "draft tokens per step")->capture_default_str();
+    sub_->add_option("--draft-layers", spec_.layers, "layerskip: draft depth (default: half the layers)");
+    sub_->add_flag("--draft-adaptive", spec_.adaptive, "pause drafting while it does not pay");
   }
 
   int run() override {
+    if (!draft_path_.empty()) {
+      if (spec_.drafter != "none") fail(ErrorKind::InvalidInput, "give either --draft MODEL or --spec, not both");
+      spec_.drafter = "draft";
+    }
+    spec_.validate();
     if (!prompt_.empty() && !file_.empty()) fail(ErrorKind::InvalidInput, "give either -p or -f, not both");
     if (!file_.empty()) prompt_ = read_file(file_);
     {
@@ -139,18 +150,30 @@ class GenerateCmd : public Command {
       std::fputs(tok->decode(prompt, true).c_str(), stdout);
       std::fflush(stdout);
     }
-    auto res = generate(fw, prompt, o_, [&](const std::string& s) {
+    auto on_text = [&](const std::string& s) {
       if (stream) {
         std::fwrite(s.data(), 1, s.size(), stdout);
         std::fflush(stdout);
       }
-    });
+    };
+    engine::Usage usage;
+    GenerateResult res;
+    if (spec_.drafter == "none") {
+      res = generate(fw, prompt, o_, on_text);
+    } else {
+      std::unique_ptr<Model> draft;
+      if (!draft_path_.empty()) draft = load_model(draft_path_);
+      res = generate_speculative(*m, draft.get(), prompt, on_text, &usage);
+    }
     if (json_) {
       json j;
       j["prompt_tokens"] = res.prompt_tokens;
       j["tokens"] = res.tokens;
       j["text"] = res.text;
       j["stop_reason"] = stop_reason_name(res.stop_reason);
+      if (spec_.drafter != "none")
+        j["speculative"] = {{"drafter", spec_.drafter}, {"n", spec_.n}, {"drafted", usage.drafted},
+                            {"accepted", usage.accepted}, {"acceptance_rate", usage.acceptance_rate()}};
       j["kv"] = {{"policy", o_.kv_policy}, {"bytes", res.kv_bytes}, {"ctx", res.ctx}};
       j["timings"] = {{"prefill_ms", res.prefill_ms},
                       {"decode_ms", res.decode_ms},
@@ -163,13 +186,57 @@ class GenerateCmd : public Command {
                    "[%zu prompt tokens, %.1f ms, %.1f tok/s | %zu generated, %.1f ms, %.1f tok/s | kv %s %zu bytes | %s]\n",
                    res.prompt_tokens.size(), res.prefill_ms, res.prefill_tok_s(), res.tokens.size(), res.decode_ms,
                    res.decode_tok_s(), o_.kv_policy.c_str(), res.kv_bytes, stop_reason_name(res.stop_reason));
+      if (spec_.drafter != "none")
+        std::fprintf(stderr, "[speculative %s n=%d: %lld drafted, %lld accepted (%.1f%%)]\n", spec_.drafter.c_str(),
+                     spec_.n, static_cast<long long>(usage.drafted), static_cast<long long>(usage.accepted),
+                     100.0 * usage.acceptance_rate());
     }
     return 0;
+  }
+
+  // One request through the serving engine, which owns speculative decoding.
+  GenerateResult generate_speculative(const Model& m, const Model* draft, const std::vector<int32_t>& prompt,
+                                      const std::function<void(const std::string&)>& on_text, engine::Usage* usage) {
+    GenerateResult res;
+    res.prompt_tokens = prompt;
+    res.ctx = resolve_ctx(m, o_.ctx, prompt.size(), o_.max_tokens);
+    engine::EngineOptions eo;
+    eo.ctx = res.ctx;
+    eo.max_seqs = 1;
+    eo.prefill_chunk = std::max<int64_t>(1, o_.prefill_chunk);
+    eo.token_budget = std::max<int64_t>(eo.prefill_chunk, spec_.n + 1);
+    engine::Engine eng(m, draft, eo);
+    engine::RequestOptions r;
+    r.prompt = prompt;
+    r.max_tokens = std::max(1, std::min<int>(o_.max_tokens, static_cast<int>(res.ctx - static_cast<int64_t>(prompt.size()))));
+    r.sampling = o_.sampling;
+    r.stop = o_.stop;
+    r.ignore_eos = o_.ignore_eos;
+    r.kv = {o_.kv_policy, o_.kv_options};
+    r.speculative = spec_;
+    std::string error;
+    eng.submit(r, [&](const engine::Event& e) {
+      for (const auto& t : e.tokens) res.tokens.push_back(t.token);
+      res.text += e.text;
+      if (!e.text.empty()) on_text(e.text);
+      if (e.done) {
+        res.stop_reason = e.reason;
+        res.prefill_ms = e.ttft_ms;
+        res.decode_ms = e.latency_ms - e.ttft_ms;
+        *usage = e.usage;
+        error = e.error;
+      }
+    });
+    eng.run_until_idle();
+    if (!error.empty()) fail(ErrorKind::InvalidInput, "{}", error);
+    return res;
   }
 
  private:
   ModelFlags mf_;
   GenerateOptions o_;
+  spec::SpecOptions spec_;
+  std::string draft_path_;
   std::string prompt_, file_, system_;
   std::vector<std::string> kv_opts_;
   int64_t seed_ = -2;  // -2 = keep the default
