@@ -572,6 +572,9 @@ std::vector<std::unique_ptr<Command>> all_commands() {
   v.push_back(std::make_unique<MakeModelCmd>());
   v.push_back(std::make_unique<BenchCmd>());
   v.push_back(make_eval_command());
+  v.push_back(make_serve_command());
+  v.push_back(make_load_command());
+  v.push_back(make_calibrate_command());
   return v;
 }
 

@@ -26,6 +26,11 @@ class Command {
 std::vector<std::unique_ptr<Command>> all_commands();
 // `harmonia eval TASK` (cli/cmd_eval.cpp).
 std::unique_ptr<Command> make_eval_command();
+// `harmonia serve` (cli/cmd_serve.cpp) and `harmonia load` (cli/cmd_load.cpp).
+std::unique_ptr<Command> make_serve_command();
+std::unique_ptr<Command> make_load_command();
+// `harmonia calibrate` (cli/cmd_calibrate.cpp).
+std::unique_ptr<Command> make_calibrate_command();
 
 // Flags shared by every command that needs a model: -m PATH | --preset NAME
 // [--dtype T] [--tokenizer PATH] [--seed S].
