@@ -246,6 +246,62 @@ class GenerateCmd : public Command {
 
 // ---- info -----------------------------------------------------------------------------
 
+namespace {
+// A Model with the preset's config and weight views that carry shapes and byte
+// counts but no data (nothing is allocated).
+std::unique_ptr<Model> shape_only(const ModelFlags& mf) {
+  auto m = std::make_unique<Model>();
+  m->config = preset_config(mf.preset);
+  m->format = "preset";
+  m->path = "preset " + mf.preset + " (" + mf.dtype + ", shape only)";
+  const ModelConfig& c = m->config;
+  const DType dt = dtype_from_name(mf.dtype).value_or(DType::F32);
+  auto mat = [&](const char* name, int64_t rows, int64_t cols) {
+    Tensor t;
+    t.name = name;
+    t.type = cols % dtype_info(dt).block_elems == 0 ? dt : DType::F32;
+    t.ne = {cols, rows, 1, 1};
+    t.n_dims = 2;
+    t.nbytes = row_bytes(t.type, cols) * static_cast<size_t>(rows);
+    return t;
+  };
+  auto vec = [&](const char* name, int64_t n) {
+    Tensor t;
+    t.name = name;
+    t.ne = {n, 1, 1, 1};
+    t.n_dims = 1;
+    t.nbytes = static_cast<size_t>(n) * 4;
+    return t;
+  };
+  ModelWeights& w = m->weights;
+  w.tok_embd = mat("token_embd.weight", c.vocab_size, c.dim);
+  w.output_norm = vec("output_norm.weight", c.dim);
+  w.output = c.tied_embeddings ? w.tok_embd : mat("output.weight", c.vocab_size, c.dim);
+  w.layers.resize(c.n_layers);
+  for (auto& l : w.layers) {
+    l.attn_norm = vec("attn_norm.weight", c.dim);
+    l.ffn_norm = vec("ffn_norm.weight", c.dim);
+    l.wq = mat("attn_q.weight", c.q_dim(), c.dim);
+    l.wk = mat("attn_k.weight", c.kv_dim(), c.dim);
+    l.wv = mat("attn_v.weight", c.kv_dim(), c.dim);
+    l.wo = mat("attn_output.weight", c.dim, c.q_dim());
+    l.w_gate = mat("ffn_gate.weight", c.ffn_dim, c.dim);
+    l.w_up = mat("ffn_up.weight", c.ffn_dim, c.dim);
+    l.w_down = mat("ffn_down.weight", c.dim, c.ffn_dim);
+    if (c.qkv_bias) {
+      l.bq = vec("attn_q.bias", c.q_dim());
+      l.bk = vec("attn_k.bias", c.kv_dim());
+      l.bv = vec("attn_v.bias", c.kv_dim());
+    }
+    if (c.qk_norm) {
+      l.q_norm = vec("attn_q_norm.weight", c.head_dim);
+      l.k_norm = vec("attn_k_norm.weight", c.head_dim);
+    }
+  }
+  return m;
+}
+}  // namespace
+
 class InfoCmd : public Command {
  public:
   void attach(CLI::App& app) override {
@@ -259,7 +315,9 @@ class InfoCmd : public Command {
     sub_->add_flag("--per-layer", per_layer_, "KV bytes per layer too");
   }
   int run() override {
-    auto m = mf_.load();
+    // --preset needs no weights: the shape alone answers (an 8B preset would
+    // otherwise allocate and fill gigabytes).
+    std::unique_ptr<Model> m = mf_.preset.empty() ? mf_.load() : shape_only(mf_);
     const ModelConfig& c = m->config;
     json j;
     j["path"] = m->path;
@@ -289,7 +347,7 @@ class InfoCmd : public Command {
     std::map<std::string, std::pair<int64_t, size_t>> by_type;  // dtype -> (tensors, bytes)
     json tl = json::array();
     auto visit = [&](const Tensor& t) {
-      if (t.empty()) return;
+      if (t.nbytes == 0) return;
       auto& e = by_type[dtype_name(t.type)];
       e.first++;
       e.second += t.nbytes;
@@ -575,6 +633,7 @@ std::vector<std::unique_ptr<Command>> all_commands() {
   v.push_back(make_serve_command());
   v.push_back(make_load_command());
   v.push_back(make_calibrate_command());
+  v.push_back(make_simulate_command());
   return v;
 }
 

@@ -49,7 +49,7 @@ void ModelConfig::validate(const std::string& src) const {
 
 size_t Model::weight_bytes() const {
   size_t n = weights.tok_embd.nbytes + weights.output_norm.nbytes;
-  if (weights.output.data != weights.tok_embd.data) n += weights.output.nbytes;
+  if (!config.tied_embeddings) n += weights.output.nbytes;
   for (const auto& l : weights.layers)
     for (const Tensor* t : {&l.attn_norm, &l.wq, &l.wk, &l.wv, &l.wo, &l.bq, &l.bk, &l.bv, &l.q_norm,
                             &l.k_norm, &l.ffn_norm, &l.w_gate, &l.w_up, &l.w_down})
@@ -59,7 +59,7 @@ size_t Model::weight_bytes() const {
 
 size_t Model::decode_read_bytes() const {
   size_t n = weight_bytes();
-  if (weights.output.data != weights.tok_embd.data) n -= weights.tok_embd.nbytes - weights.tok_embd.row_stride();
+  if (!config.tied_embeddings) n -= weights.tok_embd.nbytes - weights.tok_embd.row_stride();
   return n;
 }
 
