@@ -9,9 +9,9 @@ HARMONIA_SHARED ?= $(abspath $(CURDIR)/../shared)
 export HARMONIA_SHARED
 DEMO_MODEL ?= $(HARMONIA_SHARED)/models/stories260K/stories260K.gguf
 # Test binaries that parse untrusted input: built and run again under ASan+UBSan.
-ASAN_TESTS ?= test_gguf test_tokenizer test_model test_cli
+ASAN_TESTS ?= test_gguf test_tokenizer test_model test_cli test_server
 
-.PHONY: all deps build demo test test-fast asan clean
+.PHONY: all deps build demo test test-fast asan clean npm-deps
 
 all: build
 
@@ -34,7 +34,17 @@ demo: build
 	@echo "== the same, as JSON with timings"
 	$(BUILD)/harmonia generate -m "$(DEMO_MODEL)" -p "Once upon a time" -n 64 --temp 0 --json
 
-test-fast: build
+# The official `openai` npm client, for the server's client test (tests/npm; ServerNpm.* skips without it).
+NPM_DIR := tests/npm
+$(NPM_DIR)/node_modules/.harmonia-installed: $(NPM_DIR)/package.json $(NPM_DIR)/package-lock.json
+	cd $(NPM_DIR) && npm ci --no-audit --no-fund
+	touch $@
+
+npm-deps:
+	@if command -v npm >/dev/null 2>&1; then $(MAKE) --no-print-directory $(NPM_DIR)/node_modules/.harmonia-installed; \
+	else echo "npm-deps: npm not found: the openai npm client test (ServerNpm) will skip"; fi
+
+test-fast: build npm-deps
 	cd $(BUILD) && ctest --output-on-failure -j$(JOBS)
 
 $(ASAN_BUILD)/CMakeCache.txt:
@@ -43,7 +53,7 @@ $(ASAN_BUILD)/CMakeCache.txt:
 asan: deps $(ASAN_BUILD)/CMakeCache.txt
 	cmake --build $(ASAN_BUILD) -j$(JOBS) --target harmonia $(ASAN_TESTS)
 	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-	  ctest --output-on-failure -j$(JOBS) -R '^(Gguf|Tokenizer|ChatTemplate|Hf|BadInput|Cli|Golden)' -E 'Speed'
+	  ctest --output-on-failure -j$(JOBS) -R '^(Gguf|Tokenizer|ChatTemplate|Hf|BadInput|Cli|Golden|Server)' -E 'Speed'
 
 test: test-fast asan
 

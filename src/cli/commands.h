@@ -31,6 +31,8 @@ std::unique_ptr<Command> make_serve_command();
 std::unique_ptr<Command> make_load_command();
 // `harmonia calibrate` (cli/cmd_calibrate.cpp).
 std::unique_ptr<Command> make_calibrate_command();
+// `harmonia simulate` (cli/cmd_simulate.cpp).
+std::unique_ptr<Command> make_simulate_command();
 
 // Flags shared by every command that needs a model: -m PATH | --preset NAME
 // [--dtype T] [--tokenizer PATH] [--seed S].

@@ -71,6 +71,10 @@ int64_t Engine::submit(RequestOptions r, Callback cb) {
       fail(ErrorKind::InvalidInput, "prompt token id {} is outside the vocabulary [0, {})", t, target_.config.vocab_size);
   r.sampling.validate();
   r.speculative.validate();
+  // H2O evicts a token at every step once over budget and cannot restore it, so
+  // rejected drafts could not be rolled back.
+  if (r.speculative.drafter != "none" && r.kv.name == "h2o")
+    fail(ErrorKind::InvalidInput, "speculative decoding is not supported with kv policy 'h2o' (its evictions cannot be rolled back)");
   if (r.speculative.drafter == "draft" && !draft_)
     fail(ErrorKind::InvalidInput, "speculative drafter 'draft' needs the server started with a draft model");
   auto seq = std::make_unique<Seq>();
@@ -282,14 +286,20 @@ bool Engine::step() {
   {
     std::lock_guard<std::mutex> lk(mu_);
     admit_locked();
-    if (seqs_.empty()) return !inbox_.empty();
+    if (seqs_.empty()) {
+      refresh_gauges_locked({});  // nothing runs: no stale running / KV gauges while idle
+      return !inbox_.empty();
+    }
   }
 
   const double t_start = now_s();
   sched::Capacity cap;
   cap.max_seqs = o_.max_seqs;
   const sched::Selection sel = sched_->select(t_start, cap);
-  metrics_.preemptions += static_cast<int64_t>(sel.preempted.size());
+  {
+    std::lock_guard<std::mutex> lk(mu_);  // metrics() reads these from other threads
+    metrics_.preemptions += static_cast<int64_t>(sel.preempted.size());
+  }
   for (int64_t id : sel.preempted) {
     Seq* s = seqs_.count(id) ? seqs_[id].get() : nullptr;
     if (!s) continue;
@@ -362,7 +372,10 @@ bool Engine::step() {
     for (Seq* s : run) drop(s->id);
     return true;
   }
-  metrics_.steps++;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    metrics_.steps++;
+  }
 
   std::vector<sched::StepOutcome> outcomes;
   for (Seq* sp : run) {
@@ -397,16 +410,7 @@ bool Engine::step() {
   for (int64_t id : ended) drop(id);
   {
     std::lock_guard<std::mutex> lk(mu_);
-    metrics_.running = static_cast<int64_t>(run.size());
-    size_t in_use = 0;
-    metrics_.kv_bytes_by_policy.clear();
-    for (auto& [id, s] : seqs_)
-      if (s->kv) {
-        const size_t b = s->kv->total_bytes();
-        in_use += b;
-        metrics_.kv_bytes_by_policy[s->r.kv.name] += b;
-      }
-    metrics_.kv_bytes_in_use = in_use;
+    refresh_gauges_locked(run);
     for (const auto& o : outcomes) {
       metrics_.drafted += o.drafted;
       metrics_.accepted += o.accepted;
@@ -415,6 +419,32 @@ bool Engine::step() {
     }
   }
   return true;
+}
+
+// Called on the engine thread with mu_ held; `ran` are the sequences of the step just run.
+void Engine::refresh_gauges_locked(const std::vector<Seq*>& ran) {
+  int64_t running = 0;
+  size_t in_use = 0;
+  metrics_.kv_bytes_by_policy.clear();
+  metrics_.running_by_queue.clear();
+  metrics_.waiting_by_queue.clear();
+  for (auto& [id, s] : seqs_) {
+    if (s->kv) {
+      const size_t b = s->kv->total_bytes();
+      in_use += b;
+      metrics_.kv_bytes_by_policy[s->r.kv.name] += b;
+    }
+    const sched::RequestState* rs = sched_->find(id);
+    const int q = rs ? rs->queue : 0;
+    if (std::find(ran.begin(), ran.end(), s.get()) != ran.end()) {
+      ++running;
+      metrics_.running_by_queue[q]++;
+    } else {
+      metrics_.waiting_by_queue[q]++;
+    }
+  }
+  metrics_.running = running;
+  metrics_.kv_bytes_in_use = in_use;
 }
 
 void Engine::run_until_idle() {

@@ -99,6 +99,9 @@ struct Metrics {
   int64_t running = 0, waiting = 0, admitted = 0;  // now
   size_t kv_bytes_in_use = 0, kv_bytes_reserved = 0, kv_budget_bytes = 0;
   std::map<std::string, size_t> kv_bytes_by_policy;
+  // Admitted requests by scheduler queue index (sched::RequestState::queue; 0 for
+  // single-queue policies): in the latest step's selection, and the rest.
+  std::map<int, int64_t> running_by_queue, waiting_by_queue;
   int64_t steps = 0, preemptions = 0, finished = 0, cancelled = 0, failed = 0;
   int64_t drafted = 0, accepted = 0;
   int64_t prompt_tokens = 0, generated_tokens = 0;
@@ -156,6 +159,7 @@ class Engine {
   void admit_locked();
   void finish(Seq& s, StopReason reason, const std::string& error);
   void drop(int64_t id);
+  void refresh_gauges_locked(const std::vector<Seq*>& ran);  // running / per-queue / KV-bytes gauges
   void process_logits(Seq& s, const float* logits, int64_t n_rows, std::vector<sched::StepOutcome>& out);
 };
 

@@ -95,6 +95,14 @@ TEST(Engine, SpeculativeGreedyEqualsPlainGreedyForEveryDrafterAndPolicy) {
   auto draft = load_model(shared_path("models/stories260K/stories260K.bin"));
   const auto prompt = prompt_of(m, "Once upon a time, there was a");
   for (const std::string& pol : kv::policy_names()) {
+    if (pol == "h2o") {  // refused up front: its evictions cannot be rolled back
+      Engine eng(m, draft.get(), EngineOptions{});
+      RequestOptions r = greedy_request(prompt, 10);
+      r.kv.name = pol;
+      r.speculative.drafter = "ngram";
+      EXPECT_THROW(eng.submit(r, nullptr), Error);
+      continue;
+    }
     const auto want = plain_greedy(m, prompt, 60, pol);
     for (const std::string drafter : {"ngram", "layerskip", "draft"}) {
       SCOPED_TRACE(pol + " / " + drafter);
@@ -252,6 +260,10 @@ TEST(Speculative, RollbackEqualsNeverSeen) {
     fw.run(prompt.data(), static_cast<int64_t>(prompt.size()), *b, lb.data());
     const std::vector<int32_t> junk = {5, 6, 7, 8};
     fw.run(junk.data(), 4, *a, la.data(), true);
+    if (pol == "h2o") {  // evicts at every step: rollback is refused with a clear error
+      EXPECT_THROW(a->truncate(static_cast<int64_t>(prompt.size())), Error);
+      continue;
+    }
     try {
       a->truncate(static_cast<int64_t>(prompt.size()));
     } catch (const Error& e) {

@@ -21,13 +21,15 @@ void log_softmax(const float* x, int n, std::vector<double>& out) {
   for (int i = 0; i < n; ++i) out[i] = x[i] - lse;
 }
 
-// Logits [n_cont, vocab] at each continuation position under one policy: the
-// prompt is prefilled as one request, then each true next token is decoded.
-std::vector<float> run_policy(const Model& m, const std::vector<int32_t>& toks, int64_t prompt,
-                              const kv::PolicySpec& spec, int64_t ctx, size_t* kv_bytes) {
+}  // namespace
+
+std::vector<float> teacher_forced_logits(const Model& m, const std::vector<int32_t>& toks, int64_t prompt,
+                                         const kv::PolicySpec& spec, int64_t ctx, size_t* kv_bytes) {
+  const int64_t n = static_cast<int64_t>(toks.size());
+  if (prompt < 1 || prompt >= n)
+    fail(ErrorKind::InvalidInput, "teacher forcing: prompt of {} tokens must leave at least 1 of {} to predict", prompt, n);
   Forward fw(m);
   auto kv = kv::make_policy(spec.name, kv_shape(m.config, ctx), spec.options);
-  const int64_t n = static_cast<int64_t>(toks.size());
   const int64_t n_cont = n - prompt;
   kv->plan(prompt, n_cont);
   const int V = m.config.vocab_size;
@@ -42,7 +44,26 @@ std::vector<float> run_policy(const Model& m, const std::vector<int32_t>& toks, 
   return out;
 }
 
-}  // namespace
+ContinuationStats continuation_stats(const float* logits, const float* ref, const int32_t* targets, int64_t n, int V) {
+  ContinuationStats st;
+  std::vector<double> lp;
+  for (int64_t j = 0; j < n; ++j) {
+    const float* x = logits + j * V;
+    log_softmax(x, V, lp);
+    st.nll -= lp[targets[j]];
+    if (ref) {
+      const float* r = ref + j * V;
+      const double kl = kl_from_logits(r, x, V);
+      st.kl_sum += kl;
+      st.kl_max = std::max(st.kl_max, kl);
+      st.agree += (std::max_element(r, r + V) - r) == (std::max_element(x, x + V) - x);
+    } else {
+      ++st.agree;
+    }
+  }
+  st.positions = n;
+  return st;
+}
 
 double kl_from_logits(const float* p, const float* q, int n) {
   std::vector<double> lp, lq;
@@ -81,30 +102,16 @@ FidelityReport run_fidelity(const Model& m, const std::vector<int32_t>& tokens,
     FidelityRow row;
     row.policy = all[k].label();
     const double t0 = now_ms();
-    std::vector<float> lg = run_policy(m, toks, prompt, all[k], ctx, &row.kv_bytes);
+    std::vector<float> lg = teacher_forced_logits(m, toks, prompt, all[k], ctx, &row.kv_bytes);
     row.ms = now_ms() - t0;
     const int64_t n_cont = n - prompt;
-    double nll = 0, kl_sum = 0;
-    int64_t agree = 0;
-    std::vector<double> lp;
-    for (int64_t j = 0; j < n_cont; ++j) {
-      const float* x = lg.data() + j * V;
-      log_softmax(x, V, lp);
-      nll -= lp[toks[prompt + j]];
-      if (k > 0) {
-        const float* r = ref.data() + j * V;
-        const double kl = kl_from_logits(r, x, V);
-        kl_sum += kl;
-        row.kl_max = std::max(row.kl_max, kl);
-        agree += (std::max_element(r, r + V) - r) == (std::max_element(x, x + V) - x);
-      } else {
-        ++agree;
-      }
-    }
+    const ContinuationStats st =
+        continuation_stats(lg.data(), k > 0 ? ref.data() : nullptr, toks.data() + prompt, n_cont, V);
     row.positions = n_cont;
-    row.kl_mean = kl_sum / n_cont;
-    row.top1_agreement = static_cast<double>(agree) / n_cont;
-    row.ppl = std::exp(nll / n_cont);
+    row.kl_mean = st.kl_sum / n_cont;
+    row.kl_max = st.kl_max;
+    row.top1_agreement = static_cast<double>(st.agree) / n_cont;
+    row.ppl = std::exp(st.nll / n_cont);
     if (k == 0) {
       ref = std::move(lg);
       ref_ppl = row.ppl;

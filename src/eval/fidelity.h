@@ -47,4 +47,23 @@ FidelityReport run_fidelity(const Model& m, const std::vector<int32_t>& tokens,
 // KL(p || q) for two logit vectors (softmax taken inside), in nats.
 double kl_from_logits(const float* p_logits, const float* q_logits, int n);
 
+// Logits [n - prompt, vocab] of `toks` (n tokens) under one policy, teacher
+// forced: toks[0, prompt) is prefilled as one request (plan(prompt, n - prompt),
+// 512-token chunks), then each true next token is decoded. Row j predicts
+// toks[prompt + j]. kv_bytes: the policy's bytes after the last token.
+// Throws Error(InvalidInput) when prompt is not in [1, n).
+std::vector<float> teacher_forced_logits(const Model& m, const std::vector<int32_t>& toks, int64_t prompt,
+                                         const kv::PolicySpec& spec, int64_t ctx, size_t* kv_bytes);
+
+// Next-token statistics of logits [n, vocab] against the true next tokens
+// targets[n]; with `ref` (full's logits, same shape) also KL(ref || logits) and
+// argmax agreement. All in nats.
+struct ContinuationStats {
+  double nll = 0;                  // sum of -log p(target)
+  double kl_sum = 0, kl_max = 0;   // 0 without ref
+  int64_t agree = 0;               // positions whose argmax equals ref's (all of them without ref)
+  int64_t positions = 0;
+};
+ContinuationStats continuation_stats(const float* logits, const float* ref, const int32_t* targets, int64_t n, int vocab);
+
 }  // namespace harmonia::eval

@@ -33,6 +33,7 @@ class FullCache : public Policy {
   // KV support, or a block type (q8_0/q4_0) with head_dim not a multiple of 32.
   explicit FullCache(const Shape& s, const FullOptions& o = {});
   std::string name() const override { return "full"; }
+  const Shape& shape() const override { return s_; }
   void append(int layer, int64_t n, const float* k, const float* v) override;
   void attend(int layer, int64_t n, const float* q, float* out) override;
   void commit(int64_t n) override;

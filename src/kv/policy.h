@@ -16,12 +16,19 @@
 
 namespace harmonia::kv {
 
+// RoPE pair layout of the keys the cache receives (model::RopeConfig::Style).
+enum class RopeLayout {
+  Half,         // pairs (i, i + head_dim/2): HF checkpoints, GGUF qwen2/qwen3; the dims files' order
+  Interleaved,  // pairs (2i, 2i + 1): GGUF llama/mistral, llama2.c
+};
+
 struct Shape {
   int n_layers = 0;
   int n_heads = 0;     // query heads
   int n_kv_heads = 0;  // GQA: n_heads / n_kv_heads query heads share one K/V head
   int head_dim = 0;
   int64_t max_tokens = 0;  // context size: logical positions [0, max_tokens)
+  RopeLayout rope_layout = RopeLayout::Half;  // which K dims form RoPE pairs (FourierAttention dims files)
 };
 
 // Bytes held, by segment (names are policy specific: "keys", "values",

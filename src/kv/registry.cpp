@@ -1,10 +1,15 @@
 #include "common/error.h"
+#include "kv/fourier.h"
 #include "kv/full.h"
+#include "kv/h2o.h"
+#include "kv/kivi.h"
+#include "kv/snapkv.h"
+#include "kv/streaming.h"
 #include "kv/policy.h"
 
 namespace harmonia::kv {
 
-std::vector<std::string> policy_names() { return {"full"}; }
+std::vector<std::string> policy_names() { return {"full", "streaming", "snapkv", "pyramidkv", "h2o", "kivi", "fourier"}; }
 
 size_t Policy::total_bytes() const { return ledger_total(bytes()); }
 
@@ -24,11 +29,13 @@ size_t ledger_total(const ByteLedger& l) {
 }
 
 std::unique_ptr<Policy> make_policy(const std::string& name, const Shape& shape, const Options& opts) {
-  if (name == "full") {
-    for (const auto& [k, v] : opts)
-      fail(ErrorKind::InvalidInput, "kv policy 'full' has no option '{}'", k);
-    return std::make_unique<FullCache>(shape);
-  }
+  if (name == "full") return make_full(shape, opts);
+  if (name == "streaming") return make_streaming(shape, opts);
+  if (name == "snapkv") return make_snapkv(shape, opts);
+  if (name == "pyramidkv") return make_pyramidkv(shape, opts);
+  if (name == "h2o") return make_h2o(shape, opts);
+  if (name == "kivi") return make_kivi(shape, opts);
+  if (name == "fourier") return make_fourier(shape, opts);
   std::string known;
   for (const auto& n : policy_names()) known += (known.empty() ? "" : ", ") + n;
   fail(ErrorKind::InvalidInput, "unknown kv policy '{}' (known: {})", name, known);

@@ -67,9 +67,9 @@ class RealFft {
 };
 
 // Spec §3.3 (prefill): C_n, S_n of x(0..K-1) for n < N by one zero-padded real
-// FFT of length T (C = Re, S = -Im). x(l) = x[l * x_stride]. If K > T only the
-// first T samples are used (what numpy/torch do for fft(x, n=T); reachable only
-// with the reference period T-1). c, s: [N] each, written with stride out_stride.
+// FFT of length T (C = Re, S = -Im). x(l) = x[l * x_stride]. K > T folds the
+// samples modulo T (the sums are T-periodic in l). c, s: [N] each, written with
+// stride out_stride.
 void coefficients_fft(const float* x, int64_t K, int64_t x_stride, int64_t T, int N, float* c, float* s,
                       int64_t out_stride, FftBuffer& buf);
 
@@ -79,8 +79,8 @@ void coefficients_fft(const float* x, int64_t K, int64_t x_stride, int64_t T, in
 void coefficients_direct(const float* x, int64_t K, int64_t x_stride, int64_t l0, int64_t T, int N, double* c,
                          double* s);
 
-// f(l) = sum_{n<N} a_n cos(w_n l) + b_n sin(w_n l) for l = 0..L-1 (L <= T) by
-// one inverse real FFT of length T. out: [L]. The spectral-domain attention
+// f(l) = sum_{n<N} a_n cos(w_n l) + b_n sin(w_n l) for l = 0..L-1 by one inverse
+// real FFT of length T (periodic beyond T). out: [L]. The spectral-domain attention
 // (spec §4.3) uses it for the scores of all middle tokens at once.
 void eval_trig_fft(const float* a, const float* b, int N, int64_t T, int64_t L, float* out, FftBuffer& buf);
 // Same, one position, direct double sum.

@@ -18,6 +18,7 @@ kv::Shape kv_shape(const ModelConfig& c, int64_t max_tokens) {
   s.n_kv_heads = c.n_kv_heads;
   s.head_dim = c.head_dim;
   s.max_tokens = max_tokens;
+  s.rope_layout = c.rope.style == RopeConfig::Style::Interleaved ? kv::RopeLayout::Interleaved : kv::RopeLayout::Half;
   return s;
 }
 

@@ -5,8 +5,9 @@
 // Each kernel multiplies one weight row with up to kMaxVec activation vectors, so
 // a row decoded once serves several vectors (prefill / speculative batches of a
 // few tokens); for decode nv = 1. Decode is memory-bound: the kernels only need
-// to decode a block faster than DRAM delivers it, and keep 2-4 independent
-// accumulators so FMA latency never limits a single row.
+// to decode a block faster than DRAM delivers it, keep 2-4 independent
+// accumulators so FMA latency never limits a single row, and prefetch the
+// weight stream 4 KiB ahead (see prefetch_ahead).
 #include "tensor/kernels.h"
 
 #include <algorithm>
@@ -70,14 +71,27 @@ inline __m256i dot_u8s8(__m256i u, __m256i s) {
 #endif
 }
 
-// As dot_u8s8 for two signed byte vectors: |w| * (x * sign(w)).
-inline __m256i dot_s8s8(__m256i w, __m256i x) {
-  return dot_u8s8(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w));
+// NOTE: explicit prefetch of the weight stream. The kernels spend 10-20
+// instructions per 64-byte line, so the out-of-order window alone covers too
+// few lines to keep DRAM busy; without it q8_0 matvec reached ~50% of the
+// streaming-read bandwidth on a quiet 2-core run (ops_bench BM_MatvecRoofline).
+// Rows are contiguous, so prefetching past a row's end warms the next row.
+#ifndef HARMONIA_PREFETCH_BYTES
+#define HARMONIA_PREFETCH_BYTES 4096
+#endif
+constexpr int kPrefetchBytes = HARMONIA_PREFETCH_BYTES;
+
+// Prefetch the lines of [p + kPrefetchBytes, p + kPrefetchBytes + kBytes).
+template <int kBytes>
+inline void prefetch_ahead(const uint8_t* p) {
+  if constexpr (kPrefetchBytes > 0)
+    for (int o = 0; o < kBytes; o += 64) _mm_prefetch(reinterpret_cast<const char*>(p + kPrefetchBytes + o), _MM_HINT_T0);
 }
 
 // ---- float weights ------------------------------------------------------------
 
 struct LoadF32 {
+  static constexpr int kBytes = 4;
   static __m256 vec(const uint8_t* r, int64_t i) { return _mm256_loadu_ps(reinterpret_cast<const float*>(r) + i); }
   static float one(const uint8_t* r, int64_t i) {
     float f;
@@ -86,12 +100,14 @@ struct LoadF32 {
   }
 };
 struct LoadF16 {
+  static constexpr int kBytes = 2;
   static __m256 vec(const uint8_t* r, int64_t i) {
     return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(r + 2 * i)));
   }
   static float one(const uint8_t* r, int64_t i) { return load_half(r + 2 * i); }
 };
 struct LoadBF16 {
+  static constexpr int kBytes = 2;
   static __m256 vec(const uint8_t* r, int64_t i) {
     const __m256i h = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(r + 2 * i)));
     return _mm256_castsi256_ps(_mm256_slli_epi32(h, 16));
@@ -111,6 +127,7 @@ void dot_float(const uint8_t* row, int64_t n, const Acts& a, float* out) {
     for (auto& ak : av) ak = _mm256_setzero_ps();
   int64_t i = 0;
   for (; i + 8 * K <= n; i += 8 * K) {
+    prefetch_ahead<8 * K * L::kBytes>(row + i * L::kBytes);
     __m256 w[K];
     for (int k = 0; k < K; ++k) w[k] = L::vec(row, i + 8 * k);
     for (int v = 0; v < NV; ++v)
@@ -130,56 +147,105 @@ void dot_float(const uint8_t* row, int64_t n, const Acts& a, float* out) {
 
 // ---- 32-element blocks ------------------------------------------------------------
 
+// fp16 scale at p broadcast to 8 lanes (vpbroadcastw + vcvtph2ps).
+inline __m256 bcast_half(const uint8_t* p) {
+  uint16_t h;
+  std::memcpy(&h, p, 2);
+  return _mm256_cvtph_ps(_mm_set1_epi16(static_cast<short>(h)));
+}
+
 template <int NV>
 void dot_q8_0(const uint8_t* row, int64_t n, const Acts& a, float* out) {
   const int64_t nb = n / kQK;
-  __m256 acc[NV][2];
-  for (auto& av : acc) av[0] = av[1] = _mm256_setzero_ps();
+  constexpr int K = NV == 1 ? 4 : 2;
+  __m256 acc[NV][K];
+  for (auto& av : acc)
+    for (auto& ak : av) ak = _mm256_setzero_ps();
   auto block = [&](int64_t b, int k) {
     const uint8_t* p = row + b * sizeof(BlockQ8_0);
-    const float dw = load_half(p);
+    const __m256 dw = bcast_half(p);
     const __m256i w = load256(p + 2);
-    const __m256i aw = _mm256_sign_epi8(w, w);
+#if defined(HARMONIA_VNNI)
+    // (w + 128) is unsigned: sum (w + 128) x - 128 sum x, the last term precomputed
+    const __m256i u = _mm256_xor_si256(w, _mm256_set1_epi8(static_cast<char>(0x80)));
+#else
+    const __m256i aw = _mm256_sign_epi8(w, w);  // |w| * (x * sign(w)): pairs fit int16
+#endif
     for (int v = 0; v < NV; ++v) {
-      const __m256i sx = _mm256_sign_epi8(load256(a.q[v].qs + b * kQK), w);
-      const __m256 s = _mm256_cvtepi32_ps(dot_u8s8(aw, sx));
-      acc[v][k] = _mm256_fmadd_ps(s, _mm256_set1_ps(dw * a.q[v].d[b]), acc[v][k]);
+      const __m256i x = load256(a.q[v].qs + b * kQK);
+#if defined(HARMONIA_VNNI)
+      const __m256i si = _mm256_dpbusd_epi32(load256(a.q[v].lsum_m128 + 8 * b), u, x);
+#else
+      const __m256i si = dot_u8s8(aw, _mm256_sign_epi8(x, w));
+#endif
+      const __m256 s = _mm256_mul_ps(_mm256_cvtepi32_ps(si), _mm256_set1_ps(a.q[v].d[b]));
+      acc[v][k] = _mm256_fmadd_ps(s, dw, acc[v][k]);
     }
   };
   int64_t b = 0;
-  for (; b + 2 <= nb; b += 2) {
-    block(b, 0);
-    block(b + 1, 1);
+  for (; b + K <= nb; b += K) {
+    prefetch_ahead<K * sizeof(BlockQ8_0)>(row + b * sizeof(BlockQ8_0));
+    for (int k = 0; k < K; ++k) block(b + k, k);
   }
-  if (b < nb) block(b, 0);
-  for (int v = 0; v < NV; ++v) out[v] = hsum(_mm256_add_ps(acc[v][0], acc[v][1]));
+  for (; b < nb; ++b) block(b, 0);
+  for (int v = 0; v < NV; ++v) {
+    for (int k = 1; k < K; ++k) acc[v][0] = _mm256_add_ps(acc[v][0], acc[v][k]);
+    out[v] = hsum(acc[v][0]);
+  }
+}
+
+// Unsigned quants u in [0, 2 kOff) standing for u - kOff, prepared for dot_off.
+template <int kOff>
+inline __m256i prep_off(__m256i u) {
+#if defined(HARMONIA_VNNI)
+  return _mm256_add_epi8(u, _mm256_set1_epi8(static_cast<char>(128 - kOff)));  // u - kOff + 128 < 256
+#else
+  return u;
+#endif
+}
+
+// Lanes of sum (u - kOff) * x over activation block b, for u from prep_off.
+template <int kOff>
+inline __m256i dot_off(__m256i u, const Q8Act& a, int64_t b) {
+  const __m256i x = load256(a.qs + b * kQK);
+#if defined(HARMONIA_VNNI)
+  return _mm256_dpbusd_epi32(load256(a.lsum_m128 + 8 * b), u, x);  // starts at -128 sum x
+#else
+  static_assert(kOff == 8 || kOff == 32);
+  constexpr int kShift = kOff == 8 ? 3 : 5;
+  return _mm256_sub_epi32(dot_u8s8(u, x), _mm256_slli_epi32(load256(a.lsum + 8 * b), kShift));
+#endif
 }
 
 template <int NV>
 void dot_q4_0(const uint8_t* row, int64_t n, const Acts& a, float* out) {
   const int64_t nb = n / kQK;
   const __m256i m4 = _mm256_set1_epi8(0xF);
-  __m256 acc[NV][2];
-  for (auto& av : acc) av[0] = av[1] = _mm256_setzero_ps();
+  constexpr int K = NV == 1 ? 4 : 2;
+  __m256 acc[NV][K];
+  for (auto& av : acc)
+    for (auto& ak : av) ak = _mm256_setzero_ps();
   auto block = [&](int64_t b, int k) {
     const uint8_t* p = row + b * sizeof(BlockQ4_0);
-    const float dw = load_half(p);
+    const __m256 dw = bcast_half(p);
     const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 2));
     // elements 0..15 = low nibbles, 16..31 = high nibbles; value = q - 8
-    const __m256i u = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(q, 4), q), m4);
+    const __m256i u = prep_off<8>(_mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(q, 4), q), m4));
     for (int v = 0; v < NV; ++v) {
-      __m256i s = dot_u8s8(u, load256(a.q[v].qs + b * kQK));
-      s = _mm256_sub_epi32(s, _mm256_slli_epi32(load256(a.q[v].lsum + 8 * b), 3));
-      acc[v][k] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_set1_ps(dw * a.q[v].d[b]), acc[v][k]);
+      const __m256 s = _mm256_mul_ps(_mm256_cvtepi32_ps(dot_off<8>(u, a.q[v], b)), _mm256_set1_ps(a.q[v].d[b]));
+      acc[v][k] = _mm256_fmadd_ps(s, dw, acc[v][k]);
     }
   };
   int64_t b = 0;
-  for (; b + 2 <= nb; b += 2) {
-    block(b, 0);
-    block(b + 1, 1);
+  for (; b + K <= nb; b += K) {
+    prefetch_ahead<K * sizeof(BlockQ4_0)>(row + b * sizeof(BlockQ4_0));
+    for (int k = 0; k < K; ++k) block(b + k, k);
   }
-  if (b < nb) block(b, 0);
-  for (int v = 0; v < NV; ++v) out[v] = hsum(_mm256_add_ps(acc[v][0], acc[v][1]));
+  for (; b < nb; ++b) block(b, 0);
+  for (int v = 0; v < NV; ++v) {
+    for (int k = 1; k < K; ++k) acc[v][0] = _mm256_add_ps(acc[v][0], acc[v][k]);
+    out[v] = hsum(acc[v][0]);
+  }
 }
 
 // ---- 256-element k-quant super-blocks ------------------------------------------------
@@ -200,8 +266,11 @@ inline __m256 bytes8_to_ps(const void* p) {
   return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(static_cast<const __m128i*>(p))));
 }
 
-// Shared by q4_K and q5_K: `quants(c, lo, hi)` yields the unsigned quants of
-// sub-blocks 2c and 2c+1.
+// Lane j of v in all 8 lanes (a register permute: no store/reload).
+inline __m256 lane(__m256 v, int j) { return _mm256_permutevar8x32_ps(v, _mm256_set1_epi32(j)); }
+
+// Shared by q4_K and q5_K: `quants(p, c, &lo, &hi)` yields the unsigned quants of
+// sub-blocks 2c and 2c+1 of the block at p.
 template <int NV, size_t kBlockBytes, class Quants>
 void dot_k4(const uint8_t* row, int64_t n, const Acts& a, float* out, Quants quants) {
   const int64_t nsb = n / kQK_K;
@@ -209,15 +278,15 @@ void dot_k4(const uint8_t* row, int64_t n, const Acts& a, float* out, Quants qua
   for (int v = 0; v < NV; ++v) acc[v][0] = acc[v][1] = accm[v] = _mm256_setzero_ps();
   for (int64_t s = 0; s < nsb; ++s) {
     const uint8_t* p = row + s * kBlockBytes;
-    const __m256 d = _mm256_set1_ps(load_half(p)), dmin = _mm256_set1_ps(load_half(p + 2));
+    prefetch_ahead<kBlockBytes>(p);
     uint32_t u[4];
     unpack_scales_k4(p + 4, u);
-    const __m256 sc = _mm256_mul_ps(bytes8_to_ps(&u[0]), d);
-    const __m256 mn = _mm256_mul_ps(bytes8_to_ps(&u[2]), dmin);
+    const __m256 sc = _mm256_mul_ps(bytes8_to_ps(&u[0]), bcast_half(p));       // d * sc_j
+    const __m256 mn = _mm256_mul_ps(bytes8_to_ps(&u[2]), bcast_half(p + 2));   // dmin * m_j
     const int64_t b0 = s * 8;  // first activation block
-    alignas(32) float scale[NV][8];  // d * sc_j * dx_j
+    __m256 scale[NV];          // d * sc_j * dx_j
     for (int v = 0; v < NV; ++v) {
-      _mm256_store_ps(scale[v], _mm256_mul_ps(sc, _mm256_loadu_ps(a.q[v].d + b0)));
+      scale[v] = _mm256_mul_ps(sc, _mm256_loadu_ps(a.q[v].d + b0));
       accm[v] = _mm256_fmadd_ps(mn, _mm256_loadu_ps(a.q[v].dsum + b0), accm[v]);
     }
     for (int c = 0; c < 4; ++c) {
@@ -227,9 +296,8 @@ void dot_k4(const uint8_t* row, int64_t n, const Acts& a, float* out, Quants qua
         const int8_t* x = a.q[v].qs + (b0 + 2 * c) * kQK;
         const __m256 s0 = _mm256_cvtepi32_ps(dot_u8s8(lo, load256(x)));
         const __m256 s1 = _mm256_cvtepi32_ps(dot_u8s8(hi, load256(x + kQK)));
-        const __m256 t = _mm256_fmadd_ps(s1, _mm256_set1_ps(scale[v][2 * c + 1]),
-                                         _mm256_mul_ps(s0, _mm256_set1_ps(scale[v][2 * c])));
-        acc[v][c & 1] = _mm256_add_ps(acc[v][c & 1], t);
+        acc[v][0] = _mm256_fmadd_ps(s0, lane(scale[v], 2 * c), acc[v][0]);
+        acc[v][1] = _mm256_fmadd_ps(s1, lane(scale[v], 2 * c + 1), acc[v][1]);
       }
     }
   }
@@ -270,14 +338,13 @@ void dot_q6_k(const uint8_t* row, int64_t n, const Acts& a, float* out) {
     for (auto& ak : av) ak = _mm256_setzero_ps();
   for (int64_t s = 0; s < nsb; ++s) {
     const uint8_t* p = row + s * sizeof(BlockQ6_K);
-    const __m256 d = _mm256_set1_ps(load_half(p + offsetof(BlockQ6_K, d)));
+    prefetch_ahead<sizeof(BlockQ6_K)>(p);
+    const __m256 d = bcast_half(p + offsetof(BlockQ6_K, d));
     const uint8_t* scp = p + offsetof(BlockQ6_K, scales);
-    alignas(32) float sc[16];  // d * scales[j]
     for (int h = 0; h < 2; ++h) {
-      const __m256i si = _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(scp + 8 * h)));
-      _mm256_store_ps(sc + 8 * h, _mm256_mul_ps(_mm256_cvtepi32_ps(si), d));
-    }
-    for (int h = 0; h < 2; ++h) {
+      // d * scales[8h + i] for the 8 sub-blocks of 16 of this half
+      const __m256 sc = _mm256_mul_ps(
+          _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(scp + 8 * h)))), d);
       const __m256i ql0 = load256(p + offsetof(BlockQ6_K, ql) + 64 * h);
       const __m256i ql1 = load256(p + offsetof(BlockQ6_K, ql) + 64 * h + 32);
       const __m256i qh = load256(p + offsetof(BlockQ6_K, qh) + 32 * h);
@@ -289,14 +356,14 @@ void dot_q6_k(const uint8_t* row, int64_t n, const Acts& a, float* out) {
                           _mm256_and_si256(_mm256_srli_epi16(qh, 2), m2h)),
       };
       for (int k = 0; k < 4; ++k) {
-        const int g = 4 * h + k;   // 32-element group: sub-blocks 2g (lanes 0-3), 2g+1 (lanes 4-7)
-        const int64_t b = s * 8 + g;  // activation block
-        const __m256 gs = _mm256_set_m128(_mm_set1_ps(sc[2 * g + 1]), _mm_set1_ps(sc[2 * g]));
+        // 32-element group 4h + k: sub-blocks of 16 at lanes 0-3 (scale 2k) and 4-7 (2k + 1)
+        const __m256 gs = _mm256_permutevar8x32_ps(sc, _mm256_setr_epi32(2 * k, 2 * k, 2 * k, 2 * k, 2 * k + 1,
+                                                                         2 * k + 1, 2 * k + 1, 2 * k + 1));
+        const __m256i u = prep_off<32>(q[k]);
+        const int64_t b = s * 8 + 4 * h + k;  // activation block
         for (int v = 0; v < NV; ++v) {
-          __m256i t = dot_u8s8(q[k], load256(a.q[v].qs + b * kQK));
-          t = _mm256_sub_epi32(t, _mm256_slli_epi32(load256(a.q[v].lsum + 8 * b), 5));  // q - 32
-          const __m256 sv = _mm256_mul_ps(gs, _mm256_set1_ps(a.q[v].d[b]));
-          acc[v][k % K] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(t), sv, acc[v][k % K]);
+          const __m256 t = _mm256_mul_ps(_mm256_cvtepi32_ps(dot_off<32>(u, a.q[v], b)), _mm256_set1_ps(a.q[v].d[b]));
+          acc[v][k % K] = _mm256_fmadd_ps(t, gs, acc[v][k % K]);
         }
       }
     }
@@ -322,9 +389,9 @@ void dot_q6_k(const uint8_t* row, int64_t n, const Acts& a, float* out) {
 template <class Load>
 void dot_float_scalar(const uint8_t* row, int64_t n, const Acts& a, int nv, float* out) {
   for (int v = 0; v < nv; ++v) {
-    float s = 0;
-    for (int64_t i = 0; i < n; ++i) s += Load::one(row, i) * a.x[v][i];
-    out[v] = s;
+    double s = 0;  // keeps the scalar build within the SIMD kernels' tolerance
+    for (int64_t i = 0; i < n; ++i) s += static_cast<double>(Load::one(row, i)) * a.x[v][i];
+    out[v] = static_cast<float>(s);
   }
 }
 struct LoadF32 {
@@ -351,19 +418,18 @@ template <DType T>
 void dot_blocks_scalar(const uint8_t* row, int64_t n, const Acts& a, int nv, float* out) {
   const auto& info = dtype_info(T);
   float w[kQK_K];
-  for (int v = 0; v < nv; ++v) out[v] = 0;
+  double sum[kMaxVec] = {};
   for (int64_t b = 0; b < n / info.block_elems; ++b) {
     dequantize_row(T, row + b * info.block_bytes, w, info.block_elems);
     for (int v = 0; v < nv; ++v) {
       const Q8Act& q = a.q[v];
-      float s = 0;
       for (int i = 0; i < info.block_elems; ++i) {
         const int64_t j = b * info.block_elems + i;
-        s += w[i] * (q.d[j / kQK] * q.qs[j]);
+        sum[v] += static_cast<double>(w[i]) * (q.d[j / kQK] * q.qs[j]);
       }
-      out[v] += s;
     }
   }
+  for (int v = 0; v < nv; ++v) out[v] = static_cast<float>(sum[v]);
 }
 
 #endif  // HARMONIA_AVX2
@@ -420,6 +486,7 @@ void Q8ActBuffer::quantize(const float* X, int64_t count, int64_t n) {
     d_.resize(total);
     dsum_.resize(total);
     lsum_.resize(total * 8);
+    lsum_m128_.resize(total * 8);
     qs_.resize(total * kQK);
   }
   for (int64_t b = 0; b < count * nb; ++b) {
@@ -447,6 +514,8 @@ void Q8ActBuffer::quantize(const float* X, int64_t count, int64_t n) {
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(q), qv);
     const __m256i lv = dot_u8s8(_mm256_set1_epi8(1), qv);
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(ls), lv);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(lsum_m128_.data() + b * 8),
+                        _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(lv, 7)));
     d_[b] = d;
     dsum_[b] = d * static_cast<float>(hsum_i32(lv));
 #else
@@ -459,7 +528,10 @@ void Q8ActBuffer::quantize(const float* X, int64_t count, int64_t n) {
       q[k] = static_cast<int8_t>(std::nearbyint(x[k] * id));  // nearest even, as cvtps
       sum += q[k];
     }
-    for (int l = 0; l < 8; ++l) ls[l] = q[4 * l] + q[4 * l + 1] + q[4 * l + 2] + q[4 * l + 3];
+    for (int l = 0; l < 8; ++l) {
+      ls[l] = q[4 * l] + q[4 * l + 1] + q[4 * l + 2] + q[4 * l + 3];
+      lsum_m128_[b * 8 + l] = -128 * ls[l];
+    }
     d_[b] = d;
     dsum_[b] = d * static_cast<float>(sum);
 #endif
@@ -473,6 +545,7 @@ Q8Act Q8ActBuffer::view(int64_t i) const {
   a.d = d_.data() + i * nb;
   a.dsum = dsum_.data() + i * nb;
   a.lsum = lsum_.data() + i * nb * 8;
+  a.lsum_m128 = lsum_m128_.data() + i * nb * 8;
   a.qs = qs_.data() + i * n_;
   return a;
 }

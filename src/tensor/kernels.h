@@ -24,6 +24,7 @@ struct Q8Act {
   const float* d = nullptr;       // [n/32] block scale max|x| / 127
   const float* dsum = nullptr;    // [n/32] d[b] * sum_i qs[32b + i] (for k-quant mins)
   const int32_t* lsum = nullptr;  // [n/32][8] sum of qs over each 4 consecutive elements
+  const int32_t* lsum_m128 = nullptr;  // [n/32][8] -128 * lsum (start of a vpdpbusd with w + 128)
   const int8_t* qs = nullptr;     // [n]
 };
 
@@ -38,7 +39,7 @@ class Q8ActBuffer {
  private:
   int64_t n_ = 0, count_ = 0;
   std::vector<float> d_, dsum_;
-  std::vector<int32_t> lsum_;
+  std::vector<int32_t> lsum_, lsum_m128_;
   std::vector<int8_t> qs_;
 };
 

@@ -1,11 +1,12 @@
 // Fast kernels: dot_row, matvec (decode) and matmul (prefill) over the row
 // kernels of tensor/kernels.cpp, threaded with OpenMP; matmul with more than
-// kMatmulStreamMaxN vectors goes to OpenBLAS sgemm.
+// kMatmulStreamMaxN vectors goes to single-threaded OpenBLAS sgemm calls, one
+// per OpenMP thread.
 #include <cblas.h>
 #include <omp.h>
 
 #include <algorithm>
-#include <atomic>
+#include <mutex>
 #include <vector>
 
 #include "common/error.h"
@@ -26,10 +27,8 @@ constexpr size_t kMinParallelBytes = size_t{64} << 10;
 // y rows one thread owns start at a multiple of this, so two threads never write
 // the same 64-byte cache line of y.
 constexpr int64_t kRowAlign = 16;
-// matmul with n <= kMatmulStreamMaxN (ops.h) streams W once through the row
-// kernels (as matvec does); above it, sgemm's compute efficiency wins (ops_bench.cpp).
-// fp32 tile of dequantised W rows handed to sgemm (fits the 32 MiB L3 with room).
-constexpr size_t kTileBytes = size_t{4} << 20;
+// fp32 tile of dequantised W rows handed to sgemm, per thread (half of a 1 MiB L2).
+constexpr size_t kTileBytes = size_t{512} << 10;
 
 // Activations of the calling thread, reused across calls (no allocation in decode).
 thread_local kernels::Q8ActBuffer tl_act;
@@ -102,12 +101,15 @@ void multiply_rows(const Tensor& W, RowKernel kern, const float* X, int64_t n, f
   }
 }
 
-// OpenBLAS runs its own thread pool; give it the OpenMP thread count, and only
-// call it from outside parallel regions (callers check omp_in_parallel()).
-void set_blas_threads() {
-  static std::atomic<int> current{-1};
-  const int want = omp_get_max_threads();
-  if (current.exchange(want) != want) openblas_set_num_threads(want);
+// NOTE: Harmonia threads BLAS calls itself (OpenMP over row tiles of W, one
+// single-threaded sgemm per thread) instead of letting OpenBLAS run its own
+// pthread pool: with OpenMP dequantising tiles and OpenBLAS's pool running the
+// sgemm of each, the two pools' spinning threads fought for the 2 cores and a
+// 2048x768 q8_0 matmul took ~60 ms whatever n (16, 64 or 256). This sets
+// OpenBLAS to 1 thread for the whole process.
+void set_blas_single_threaded() {
+  static std::once_flag once;
+  std::call_once(once, [] { openblas_set_num_threads(1); });
 }
 
 // Y[n, rows] (leading dimension ldy) = X[n, cols] * Wf[rows, cols]^T, fp32.
@@ -145,27 +147,30 @@ void matvec(const Tensor& W, const float* x, float* y) {
 void matmul(const Tensor& W, const float* X, int64_t n, float* Y) {
   if (n <= 0) return;
   const RowKernel kern = checked_kernel(W, "matmul");
-  if (n <= kMatmulStreamMaxN || omp_in_parallel()) return multiply_rows(W, kern, X, n, Y);
+  if (n <= kMatmulStreamMaxN) return multiply_rows(W, kern, X, n, Y);
 
   const int64_t rows = W.rows(), cols = W.cols();
-  set_blas_threads();
-  if (W.type == DType::F32) return sgemm_xwt(X, n, static_cast<const float*>(W.data), rows, cols, Y, rows);
-
-  // Quantised or 16-bit weights: dequantise a tile of rows (in parallel), sgemm it
-  // into columns [r0, r0 + tile) of Y. X stays fp32 here (no activation rounding).
-  const int64_t tile = std::clamp<int64_t>(static_cast<int64_t>(kTileBytes / (4 * cols)) / kRowAlign * kRowAlign,
-                                           kRowAlign, rows);
-  tl_tile.resize(static_cast<size_t>(tile * cols));
-  float* Wf = tl_tile.data();
-  for (int64_t r0 = 0; r0 < rows; r0 += tile) {
-    const int64_t nr = std::min(tile, rows - r0);
-#pragma omp parallel if (go_parallel(static_cast<size_t>(nr) * W.row_stride()))
-    {
-      int64_t a, b;
-      thread_rows(nr, &a, &b);
-      for (int64_t r = a; r < b; ++r) dequantize_row(W.type, W.row(r0 + r), Wf + r * cols, cols);
+  set_blas_single_threaded();
+  const bool is_f32 = W.type == DType::F32;
+  // Rows of W per sgemm call: a dequantised tile of ~512 KiB stays in L2 while
+  // sgemm packs it; X is packed once per call, negligible at >= 64 rows.
+  const int64_t tile =
+      std::max<int64_t>(kRowAlign, static_cast<int64_t>(kTileBytes / (4 * cols)) / kRowAlign * kRowAlign);
+#pragma omp parallel if (go_parallel(static_cast<size_t>(rows) * W.row_stride()))
+  {
+    int64_t r0, r1;
+    thread_rows(rows, &r0, &r1);
+    if (is_f32) {
+      if (r1 > r0) sgemm_xwt(X, n, reinterpret_cast<const float*>(W.row(r0)), r1 - r0, cols, Y + r0, rows);
+    } else {
+      tl_tile.resize(static_cast<size_t>(std::min(tile, std::max<int64_t>(r1 - r0, 1)) * cols));
+      float* Wf = tl_tile.data();
+      for (int64_t t0 = r0; t0 < r1; t0 += tile) {
+        const int64_t nr = std::min(tile, r1 - t0);
+        for (int64_t r = 0; r < nr; ++r) dequantize_row(W.type, W.row(t0 + r), Wf + r * cols, cols);
+        sgemm_xwt(X, n, Wf, nr, cols, Y + t0, rows);
+      }
     }
-    sgemm_xwt(X, n, Wf, nr, cols, Y + r0, rows);
   }
 }
 

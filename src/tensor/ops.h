@@ -7,13 +7,13 @@
 //
 // Numerics of the fast kernels (tolerances in tensor/ops_test.cpp):
 //  - f32/f16/bf16 weights: fp32 products and sums in a different order from the
-//    reference; |fast - exact| <= 1e-5 * sum_i |w_i x_i| for rows up to ~8k.
-//  - block-quantised weights (q8_0, q4_0, q4_K, q5_K, q6_K) in dot_row, matvec and
-//    matmul with n <= kMatmulStreamMaxN: x is first rounded to 8-bit blocks of 32 (as llama.cpp's
-//    CPU backend does), x_i -> d_b * round(x_i / d_b) with d_b = max|x_block| / 127,
-//    then the products are exact integer sums. The result is the exact dot with
-//    the rounded x (to fp32 rounding), so |fast - exact| <= sum_i |w_i| d_b / 2;
-//    typically ~0.3% of the sum's magnitude.
+//    reference; |fast - exact| <= 2e-5 * sum_i |w_i x_i| (tested to 4096 columns).
+//  - block-quantised weights (q8_0, q4_0, q4_K, q5_K, q6_K) in dot_row, matvec
+//    and matmul with n <= kMatmulStreamMaxN: x is first rounded to 8-bit blocks
+//    of 32 (as llama.cpp's CPU backend does), x_i -> d_b * round(x_i / d_b) with
+//    d_b = max|x_block| / 127, then the products are exact integer sums. The
+//    result is the exact dot with the rounded x (to fp32 rounding), so
+//    |fast - exact| <= sum_i |w_i| d_b / 2; typically ~0.3% of the sum's magnitude.
 //  - matmul with n > kMatmulStreamMaxN keeps x in fp32 (dequantised weights, sgemm).
 #include <cstdint>
 
@@ -46,14 +46,18 @@ void matvec(const Tensor& W, const float* x, float* y);
 
 // ---- Matrix-matrix (prefill) ------------------------------------------------------
 // Y[n, rows] = X[n, cols] * W^T; n <= 0 does nothing. n <= kMatmulStreamMaxN: W
-// streamed once through the matvec kernels, each row meeting all n vectors. Else: float
-// weights via BLAS sgemm; quantised weights are dequantised tile by tile and fed
-// to sgemm (OpenBLAS threads = omp_get_max_threads()). Inside an OpenMP parallel
-// region it never calls BLAS. Throws like matvec.
+// streamed once through the matvec kernels, each row meeting all n vectors. Else:
+// OpenMP threads each take a contiguous share of W's rows and run sgemm on it
+// (f32 directly; other types dequantised ~512 KiB tile by tile). NOTE: sets
+// OpenBLAS to single-threaded for the process (openblas_set_num_threads(1)):
+// Harmonia threads BLAS calls itself. Single-threaded inside a parallel region.
+// Throws like matvec.
 void matmul_ref(const Tensor& W, const float* X, int64_t n, float* Y);
 void matmul(const Tensor& W, const float* X, int64_t n, float* Y);
-// The n up to which matmul streams W through the matvec kernels (8).
-inline constexpr int64_t kMatmulStreamMaxN = 8;
+// The n up to which matmul streams W through the matvec kernels (32): measured
+// (ops_bench BM_Matmul) as fast as or faster per token than dequantise + sgemm
+// up to n ~ 64 on Zen 4 and Sapphire Rapids; above it sgemm keeps x in fp32.
+inline constexpr int64_t kMatmulStreamMaxN = 32;
 
 // Instruction set the fast kernels were compiled for: "avx512vnni", "avx2" or
 // "scalar" (for logs and benchmark output).

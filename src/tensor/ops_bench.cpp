@@ -1,17 +1,25 @@
 // Microbenchmarks of the tensor kernels (Google Benchmark).
 //
-//   bench_tensor --benchmark_filter='Stream|Matvec'    decode roofline numbers
+//   bench_tensor --benchmark_filter='StreamSum|Roofline/(0|8)/'   f32/q8_0 decode roofline
+//   bench_tensor --benchmark_filter=Decode110M                     one decode step, 110M model
+//   bench_tensor --benchmark_filter=Matmul                         prefill GFLOP/s by n
 //
 // Decode is memory-bound, so matvec is reported as GB/s of weight bytes read, to
 // compare with BM_StreamSum (a plain streaming read of 512 MiB: the machine's
-// achievable read bandwidth). "cold" rotates through enough copies of the
-// matrix (>= 512 MiB) that every call reads from DRAM, as a model's decode step
-// does; "hot" repeats one copy, which stays in L2/L3 when it fits.
+// achievable read bandwidth). BM_MatvecRoofline interleaves the two on the same
+// data and reports their ratio (robust to other load on the machine; needs a
+// quiet machine all the same: with 2 threads on 2 cores, any other runnable
+// process stalls whole calls). In BM_Matvec, "cold" rotates through >= 512 MiB
+// of copies of the matrix so every call reads from DRAM, as a model's decode
+// step does; "hot" repeats one copy, which stays in L2/L3 when it fits.
 // BM_Decode110M runs one decode step's matvecs of a 110M-parameter llama
 // (llama2.c stories110M: dim 768, hidden 2048, 12 layers, vocab 32000).
+// Args are (DType id, rows, cols, threads, ...); the label names the type.
 #include <benchmark/benchmark.h>
 #include <omp.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <memory>
 #include <random>
@@ -85,39 +93,46 @@ void set_rate(benchmark::State& st, double bytes_per_iter) {
 
 // ---- read bandwidth -------------------------------------------------------------------
 
+// Sum of the floats in [p, p + bytes) with the current OpenMP team, each thread
+// reading a contiguous share: the read pattern of matvec without its arithmetic.
+float stream_sum(const uint8_t* p, size_t bytes) {
+  const auto* a = reinterpret_cast<const float*>(p);
+  const size_t n = bytes / sizeof(float);
+  float total = 0;
+#pragma omp parallel reduction(+ : total)
+  {
+    const size_t t = omp_get_thread_num(), nt = omp_get_num_threads();
+    const size_t b = n * t / nt / 64 * 64, e = n * (t + 1) / nt / 64 * 64;
+#if defined(__AVX512F__)
+    __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    for (size_t i = b; i < e; i += 64) {
+      s0 = _mm512_add_ps(s0, _mm512_loadu_ps(a + i));
+      s1 = _mm512_add_ps(s1, _mm512_loadu_ps(a + i + 16));
+      s2 = _mm512_add_ps(s2, _mm512_loadu_ps(a + i + 32));
+      s3 = _mm512_add_ps(s3, _mm512_loadu_ps(a + i + 48));
+    }
+    alignas(64) float lanes[16];
+    _mm512_store_ps(lanes, _mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));
+    for (float v : lanes) total += v;
+#else
+    float s[16] = {};
+    for (size_t i = b; i < e; i += 16)
+      for (int k = 0; k < 16; ++k) s[k] += a[i + k];
+    for (float v : s) total += v;
+#endif
+  }
+  return total;
+}
+
+// Args: threads.
 void BM_StreamSum(benchmark::State& st) {
-  const int threads = static_cast<int>(st.range(0));
-  const size_t n = kColdBytes / sizeof(float);
+  omp_set_num_threads(static_cast<int>(st.range(0)));
   Buffer buf = alloc(kColdBytes);
   auto* a = reinterpret_cast<float*>(buf.get());
-#pragma omp parallel for schedule(static) num_threads(threads)
+  const size_t n = kColdBytes / sizeof(float);
+#pragma omp parallel for schedule(static)
   for (size_t i = 0; i < n; ++i) a[i] = 1.0f;  // first touch by the reading thread
-  for (auto _ : st) {
-    float total = 0;
-#pragma omp parallel num_threads(threads) reduction(+ : total)
-    {
-      const size_t t = omp_get_thread_num(), nt = omp_get_num_threads();
-      const size_t b = n * t / nt / 64 * 64, e = n * (t + 1) / nt / 64 * 64;
-#if defined(__AVX512F__)
-      __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
-      for (size_t i = b; i < e; i += 64) {
-        s0 = _mm512_add_ps(s0, _mm512_load_ps(a + i));
-        s1 = _mm512_add_ps(s1, _mm512_load_ps(a + i + 16));
-        s2 = _mm512_add_ps(s2, _mm512_load_ps(a + i + 32));
-        s3 = _mm512_add_ps(s3, _mm512_load_ps(a + i + 48));
-      }
-      alignas(64) float lanes[16];
-      _mm512_store_ps(lanes, _mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));
-      for (float v : lanes) total += v;
-#else
-      float s[16] = {};
-      for (size_t i = b; i < e; i += 16)
-        for (int k = 0; k < 16; ++k) s[k] += a[i + k];
-      for (float v : s) total += v;
-#endif
-    }
-    benchmark::DoNotOptimize(total);
-  }
+  for (auto _ : st) benchmark::DoNotOptimize(stream_sum(buf.get(), kColdBytes));
   set_rate(st, static_cast<double>(kColdBytes));
 }
 BENCHMARK(BM_StreamSum)->Arg(1)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);
@@ -150,6 +165,50 @@ void MatvecArgs(benchmark::internal::Benchmark* b) {
         for (int cold : {1, 0}) b->Args({static_cast<int64_t>(t), rows, cols, threads, cold});
 }
 BENCHMARK(BM_Matvec)->Apply(MatvecArgs)->UseRealTime()->Unit(benchmark::kMicrosecond);
+
+// Roofline fraction robust to a shared, noisy machine: each iteration streams
+// one cold copy of the weights (stream_sum) and runs matvec on the next, so both
+// see the same interference; reports the median GB/s of each and their ratio.
+// Args: type, rows, cols, threads.
+void BM_MatvecRoofline(benchmark::State& st) {
+  using clock = std::chrono::steady_clock;
+  const auto t = static_cast<DType>(st.range(0));
+  const int64_t rows = st.range(1), cols = st.range(2);
+  omp_set_num_threads(static_cast<int>(st.range(3)));
+  const Weights w = make_weights(t, rows, cols, kColdBytes);
+  const auto x = random_vec(static_cast<size_t>(cols));
+  std::vector<float> y(static_cast<size_t>(rows));
+  std::vector<double> t_stream, t_matvec;
+  const size_t nc = w.copies.size();
+  size_t c = 0;
+  for (auto _ : st) {
+    const auto t0 = clock::now();
+    benchmark::DoNotOptimize(stream_sum(static_cast<const uint8_t*>(w.copies[c % nc].data), w.copies[0].nbytes));
+    const auto t1 = clock::now();
+    matvec(w.copies[(c + 1) % nc], x.data(), y.data());
+    benchmark::ClobberMemory();
+    const auto t2 = clock::now();
+    t_stream.push_back(std::chrono::duration<double>(t1 - t0).count());
+    t_matvec.push_back(std::chrono::duration<double>(t2 - t1).count());
+    c += 2;
+  }
+  auto median = [](std::vector<double> v) {
+    std::nth_element(v.begin(), v.begin() + v.size() / 2, v.end());
+    return v[v.size() / 2];
+  };
+  const double bytes = static_cast<double>(w.copies[0].nbytes);
+  const double ms = median(t_matvec), ss = median(t_stream);
+  st.counters["matvec_GB/s"] = bytes / ms / 1e9;
+  st.counters["stream_GB/s"] = bytes / ss / 1e9;
+  st.counters["roofline_%"] = 100.0 * ss / ms;
+  st.SetLabel(std::string(dtype_name(t)) + " " + kernel_isa());
+}
+void RooflineArgs(benchmark::internal::Benchmark* b) {
+  for (DType t : {DType::F32, DType::Q8_0, DType::F16, DType::BF16, DType::Q4_0, DType::Q4_K, DType::Q5_K, DType::Q6_K})
+    for (auto [rows, cols] : {std::pair<int64_t, int64_t>{32000, 768}, {2048, 768}, {768, 2048}})
+      for (int threads : {1, 2}) b->Args({static_cast<int64_t>(t), rows, cols, threads});
+}
+BENCHMARK(BM_MatvecRoofline)->Apply(RooflineArgs)->UseRealTime()->Unit(benchmark::kMicrosecond);
 
 // One decode step of a 110M llama: every weight matrix once, as the forward pass
 // reads them. Args: type, threads.
@@ -207,7 +266,7 @@ BENCHMARK(BM_Matmul)
                     static_cast<int64_t>(DType::Q4_K)},
                    {2048},
                    {768},
-                   {1, 2, 4, 8, 9, 16, 64, 256},
+                   {1, 2, 4, 8, 16, 32, 33, 64, 256},
                    {2}})
     ->UseRealTime()
     ->Unit(benchmark::kMicrosecond);

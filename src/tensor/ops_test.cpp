@@ -173,7 +173,7 @@ TEST_P(Kernels, MatmulMatchesReference) {
   const std::pair<int64_t, int64_t> shapes[] = {{17, 256}, {300, 768}, {130, 2048}};
   for (auto [rows, cols] : shapes) {
     auto w = random_weights(rng, t, rows, cols);
-    for (int64_t n : {1, 3, 8, 9, 17, 64}) {
+    for (int64_t n : {int64_t{1}, int64_t{3}, int64_t{8}, int64_t{17}, kMatmulStreamMaxN, kMatmulStreamMaxN + 1, int64_t{64}}) {
       const auto X = random_floats(rng, n * cols);
       std::vector<float> Y(static_cast<size_t>(n * rows), -1.0f);
       matmul(w.t, X.data(), n, Y.data());
@@ -192,11 +192,11 @@ TEST_P(Kernels, MatmulMatchesReference) {
   }
 }
 
-// Called from inside a parallel region matmul must not use BLAS or nest teams;
-// each thread's result must still be right.
+// Called from inside a parallel region matmul runs on the calling thread (no
+// nested team; concurrent single-threaded sgemm calls); each result must be right.
 TEST_P(Kernels, MatmulInsideParallelRegion) {
   const DType t = GetParam();
-  const int64_t rows = 70, cols = 512, n = 17;
+  const int64_t rows = 70, cols = 512, n = kMatmulStreamMaxN + 1;  // the sgemm path
   auto w = random_weights(rng, t, rows, cols);
   const auto X = random_floats(rng, n * cols);
   std::vector<float> Y0(static_cast<size_t>(n * rows)), Y1(Y0.size());
@@ -205,7 +205,7 @@ TEST_P(Kernels, MatmulInsideParallelRegion) {
   for (const auto* Y : {&Y0, &Y1})
     for (int64_t i = 0; i < n; ++i)
       for (int64_t r = 0; r < rows; ++r)
-        check_dot(t, w.t.row(r), X.data() + i * cols, cols, (*Y)[i * rows + r], quantised(t), "in parallel");
+        check_dot(t, w.t.row(r), X.data() + i * cols, cols, (*Y)[i * rows + r], false, "in parallel");
 }
 
 INSTANTIATE_TEST_SUITE_P(AllTypes, Kernels, ::testing::ValuesIn(kAllTypes), type_name);

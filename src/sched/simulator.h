@@ -1,0 +1,89 @@
+#pragma once
+// Discrete-event simulation of speculative-decoding serving (LAPS-SD spec
+// §5.2), driving the same Policy classes the engine uses. Time advances one
+// step at a time: at each step boundary arrivals are admitted, the policy
+// selects up to B requests, the step costs
+//   Σ prefill(new requests) + n·draft_ms(b, ctx) + verify_ms(b, n, ctx) + c_p·(resumed requests)
+// from the cost profile (ctx = mean context of the batch), and every member
+// emits min(a + 1, tokens left) tokens, a taken from its acceptance trace.
+// When nothing is runnable the clock jumps to the next arrival.
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "sched/policy.h"
+#include "sched/profile.h"
+#include "sched/workload.h"
+
+namespace harmonia::sched {
+
+struct SimOptions {
+  int max_seqs = 1;            // B
+  int64_t max_kv_tokens = 0;   // KV budget in tokens (0 = unlimited)
+  int draft_len = 4;           // n; must match the workload's traces
+  bool charge_prefill = true;  // add prefill(prompt) to a request's first step (spec A10)
+  double preempt_ms = -1;      // c_p per resumed request; < 0: the profile's preempt_ms
+  bool record_events = false;  // keep the per-step event log
+};
+
+// One step of the event log.
+struct SimEvent {
+  double start_s = 0, end_s = 0;
+  std::vector<RequestId> ran;        // in selection order
+  std::vector<RequestId> preempted;  // left out although they ran in the previous step
+  std::vector<RequestId> finished;
+};
+
+struct RequestOutcome {
+  RequestId id = 0;
+  std::string cls;
+  double arrival_s = 0, first_token_s = 0, finish_s = 0;
+  int64_t prompt_tokens = 0, output_tokens = 0;
+  int64_t steps = 0, drafted = 0, accepted = 0, preemptions = 0;
+  double service_s = 0;  // wall time of the steps it took part in
+  // Estimation error (laps-sd): R̂ at the switch to perceptible, and the service
+  // time it actually took from then on. est_valid = false if it never switched.
+  bool est_valid = false;
+  double est_remaining_s = 0, actual_remaining_s = 0;
+  double latency_s() const { return finish_s - arrival_s; }
+  double ttft_s() const { return first_token_s - arrival_s; }
+};
+
+struct SimMetrics {
+  int64_t requests = 0;
+  double mean_latency_s = 0, p50_latency_s = 0, p90_latency_s = 0, p99_latency_s = 0;
+  double mean_ttft_s = 0, p99_ttft_s = 0;
+  double mean_tpot_s = 0;           // (finish − first token)/(L − 1), over requests with L > 1
+  double mean_norm_latency_s = 0;   // latency / L
+  double throughput_tok_s = 0;      // output tokens / (last finish − first arrival)
+  double mean_acceptance = 0;       // Σ accepted / Σ drafted (A)
+  int64_t preemptions = 0;
+  double makespan_s = 0;            // last finish − first arrival
+  double est_error_mean = -1;       // mean |R̂ − actual| / actual over switched requests; −1 if none
+  int64_t est_count = 0;
+};
+
+struct SimResult {
+  std::string policy;  // the policy's label
+  std::vector<RequestOutcome> requests;  // in completion order
+  std::vector<SimEvent> events;          // if SimOptions::record_events
+  SimMetrics metrics;
+};
+
+// Runs `policy` (fresh, holding no requests) over the whole workload. The
+// workload's traces must exist and use draft_len o.draft_len (fill them with
+// fill_missing_traces). Throws Error(InvalidInput) on mismatches, or when a
+// request can never fit the KV budget.
+SimResult simulate(const Workload& w, Policy& policy, const CostProfile& profile, const SimOptions& o);
+
+SimMetrics summarize(std::span<const RequestOutcome> outcomes);
+// Linear-interpolation percentile (q in [0, 100]) of unsorted values.
+double percentile(std::vector<double> v, double q);
+// Mean service time of a request served alone (B = 1): prefill + its trace's
+// steps at batch 1, in seconds. Load ρ = rate × this.
+double mean_service_s(const Workload& w, const CostProfile& profile, int draft_len, bool charge_prefill = true);
+// The event log as text, one step per line ("t0 t1 ran=[..] pre=[..] fin=[..]"), for diffs and determinism checks.
+std::string format_events(std::span<const SimEvent> events);
+
+}  // namespace harmonia::sched
