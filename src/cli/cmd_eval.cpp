@@ -9,6 +9,7 @@
 // text in every task.
 #include <cstdio>
 #include <iostream>
+#include <type_traits>
 
 #include "cli/commands.h"
 #include "common/error.h"
@@ -75,7 +76,15 @@ const FlagDef& def(F id) {
 template <typename T>
 CLI::Option* add(CLI::App* app, F id, T& var) {
   const FlagDef& d = def(id);
-  return app->add_option(d.name, var, d.help)->capture_default_str();
+  CLI::Option* o = app->add_option(d.name, var, d.help)->capture_default_str();
+  if constexpr (std::is_same_v<T, std::string>) {
+    if (var.find('\n') != std::string::npos) {  // show "\n" in --help, not a line break
+      std::string shown;
+      for (char c : var) shown += c == '\n' ? std::string("\\n") : std::string(1, c);
+      o->default_str(shown);
+    }
+  }
+  return o;
 }
 CLI::Option* add_flag(CLI::App* app, F id, bool& var) {
   const FlagDef& d = def(id);

@@ -75,7 +75,9 @@ TEST(Image, DeflateRoundTrip) {
     EXPECT_EQ(inflate_fixed(deflate_fixed(rnd)), rnd) << n;
     const std::string z = deflate_fixed(rep);
     EXPECT_EQ(inflate_fixed(z), rep) << n;
-    if (n >= 5000) EXPECT_LT(z.size(), n / 20);
+    if (n >= 5000) {
+      EXPECT_LT(z.size(), n / 20);
+    }
   }
 }
 

@@ -82,6 +82,11 @@ json Sample::to_json() const {
   return j;
 }
 
+void validate_policies(const Model& m, const HarnessOptions& o, int64_t ctx) {
+  if (o.policies.empty()) fail(ErrorKind::InvalidInput, "--kv: no policy given");
+  for (const auto& p : o.policies) kv::make_policy(p.name, kv_shape(m.config, ctx), p.options);
+}
+
 std::string task_file(const HarnessOptions& o, const std::string& task, const std::string& suffix) {
   return (std::filesystem::path(o.out_dir) / (task + "." + suffix)).string();
 }
@@ -97,6 +102,7 @@ TaskRun run_generation_task(const Model& m, const std::string& task, const std::
   if (samples.empty()) fail(ErrorKind::InvalidInput, "{}: no samples to run (check the lengths and the data)", task);
   set_threads(o.threads);
   const int64_t ctx = context_size(m, o);
+  validate_policies(m, o, ctx);
   TaskRun run;
   run.samples_path = task_file(o, task, "samples.jsonl");
   run.results_path = task_file(o, task, "results.jsonl");

@@ -95,6 +95,10 @@ struct TaskRun {
   int64_t ran = 0, resumed = 0;         // records computed now / found in the results file
 };
 
+// Creates each policy of o.policies once for a context of ctx tokens, so an
+// unknown name or a bad option fails before any file is written.
+void validate_policies(const Model& m, const HarnessOptions& o, int64_t ctx);
+
 // The files of task `task` in o.out_dir.
 std::string task_file(const HarnessOptions& o, const std::string& task, const std::string& suffix);
 

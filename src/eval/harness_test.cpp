@@ -9,6 +9,8 @@
 
 #include "common/error.h"
 #include "common/mapped_file.h"
+#include "common/testing.h"
+#include "model/presets.h"
 #include "eval/figure.h"
 #include "eval/filler.h"
 #include "eval/harness.h"
@@ -222,4 +224,52 @@ TEST(EvalPpl, SlidingWindowsScoreEveryTokenOnce) {
   ASSERT_EQ(chunks.size(), 2u);
   EXPECT_EQ(chunks[1].begin + chunks[1].prompt, 257);
   EXPECT_THROW(sliding_windows(100, 64, 65), Error);
+}
+
+// Chat templates where the benchmark expects them; base models and raw
+// benchmarks get plain text.
+TEST(EvalPrompter, ChatWhereTheBenchmarkExpectsIt) {
+  const std::string tok_path = shared_path("models/qwen3-tokenizer/tokenizer.json");
+  if (!file_exists(tok_path)) GTEST_SKIP() << "shared file missing: " << tok_path;
+  auto m = make_random_model(preset_config("tiny-qwen3"), {});
+  m->tokenizer = load_tokenizer(tok_path);
+  ASSERT_EQ(detect_chat_format(m->tokenizer->chat_template()), ChatFormat::ChatML);
+
+  const Prompter chat(*m, ChatMode::Auto, /*benchmark_uses_chat=*/true);
+  EXPECT_TRUE(chat.chat());
+  const std::string t = chat.chat_text({{"user", "Question?"}}, " The answer is");
+  EXPECT_EQ(t, "<|im_start|>user\nQuestion?<|im_end|>\n<|im_start|>assistant\n The answer is");
+  const auto ids = chat.encode(t);
+  const auto im_start = m->tokenizer->encode("<|im_start|>", false, true);
+  ASSERT_EQ(im_start.size(), 1u);  // a special token, not text
+  EXPECT_EQ(std::count(ids.begin(), ids.end(), im_start[0]), 2);
+
+  EXPECT_FALSE(Prompter(*m, ChatMode::Auto, /*benchmark_uses_chat=*/false).chat());  // passkey, LongBench few-shot/code
+  EXPECT_FALSE(Prompter(*m, ChatMode::Off, true).chat());
+  EXPECT_TRUE(Prompter(*m, ChatMode::On, false).chat());
+
+  // RULER: the answer prefix follows the assistant header.
+  RulerOptions ro;
+  ro.max_new = 16;
+  RulerBuilder rb(*m, ro, ChatMode::Auto, 1, 1024);
+  const auto s = rb.make("niah_single_1", 1024, 0);
+  ASSERT_TRUE(s.has_value());
+  EXPECT_EQ(s->prompt.rfind("<|im_start|>user\nA special magic number is hidden", 0), 0u) << s->prompt.substr(0, 80);
+  EXPECT_TRUE(s->prompt.ends_with("<|im_start|>assistant\n The special magic number for " +
+                                  s->prompt.substr(s->prompt.rfind(" for ") + 5, s->prompt.rfind(" mentioned") - s->prompt.rfind(" for ") - 5) +
+                                  " mentioned in the provided text is"));
+  // NIAH with a chat model: Kamradt's system + context + question turns.
+  NiahOptions no;
+  NiahBuilder nb(*m, no, ChatMode::Auto, 512);
+  const std::string p = nb.prompt_text("CONTEXT");
+  EXPECT_EQ(p.rfind(std::string("<|im_start|>system\n") + kNiahSystem, 0), 0u) << p;
+  EXPECT_NE(p.find("<|im_start|>user\nCONTEXT<|im_end|>\n<|im_start|>user\nWhat is the best thing to do in San Francisco? "
+                   "Don't give information outside the document or repeat your findings<|im_end|>"),
+            std::string::npos)
+      << p;
+
+  // A base model (no template) never gets one under auto; --chat on is refused.
+  auto base = load_model(shared_path("models/stories260K/stories260K.gguf"));
+  EXPECT_FALSE(Prompter(*base, ChatMode::Auto, true).chat());
+  EXPECT_THROW(Prompter(*base, ChatMode::On, true), Error);
 }

@@ -69,6 +69,7 @@ TEST(NiahPlacement, SentenceBoundaryDepthsAndBudget) {
     NiahBuilder b(*m, o, ChatMode::Auto, 512);
     const std::string needle = strip(o.needle);
     const int64_t overhead = b.prompter().count(b.prompt_text(""));
+    const auto period = period_tokens(b.prompter().tok());
     const std::vector<int64_t> lengths = style == std::string("compact") ? std::vector<int64_t>{192, 256, 384, 512}
                                                                           : std::vector<int64_t>{384, 512};
     for (int64_t L : lengths) {
@@ -76,10 +77,12 @@ TEST(NiahPlacement, SentenceBoundaryDepthsAndBudget) {
         const Sample s = b.make(L, d);
         SCOPED_TRACE(std::string(path) + " " + style + " " + s.id);
         // Budget: prompt (BOS + template + question) + generation <= L, and tight:
-        // what is left is less than the sentence cut off the haystack's end.
+        // the haystack was cut only back to its last period within the room.
         EXPECT_LE(static_cast<int64_t>(s.tokens.size()) + o.max_new, L);
-        EXPECT_GE(static_cast<int64_t>(s.tokens.size()) + o.max_new, L - 40);
-        EXPECT_LE(overhead + static_cast<int64_t>(b.needle().size()) + s.extra["haystack_tokens"].get<int64_t>() + o.max_new, L + 2);
+        const int64_t used = s.extra["haystack_tokens"].get<int64_t>();
+        const int64_t room = L - o.max_new - overhead - static_cast<int64_t>(b.needle().size());
+        EXPECT_LE(used, room + 2);
+        for (int64_t i = used; i < room - 4; ++i) EXPECT_FALSE(period[b.haystack()[i]]) << "a period at " << i << " was left out";
         EXPECT_EQ(s.tokens, b.prompter().encode(s.prompt));
         // The needle is in the prompt once, on a sentence boundary.
         const size_t at = s.prompt.find(needle);

@@ -55,6 +55,7 @@ TaskReport run_ppl(const Model& m, const PplOptions& o, const HarnessOptions& h)
     if (!(p.name == "full" && p.options.empty())) pols.push_back(p);
   std::vector<std::string> labels;
   for (const auto& p : pols) labels.push_back(p.label());
+  validate_policies(m, h, window);
 
   TaskRun run;
   run.samples_path = task_file(h, "ppl", "samples.jsonl");

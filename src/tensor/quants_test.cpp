@@ -242,6 +242,8 @@ struct KQuantCase {
   double max_rel_err;   // max|err| / max|x| per 256-block
 };
 
+void PrintTo(const KQuantCase& c, std::ostream* os) { *os << dtype_name(c.t); }
+
 class QuantizeK : public ::testing::TestWithParam<KQuantCase> {};
 
 TEST_P(QuantizeK, RoundTripError) {

@@ -2,10 +2,16 @@
 // Test-only helpers for tensor/*_test.cpp: random rows and quantised weight
 // matrices built with the reference quantisers.
 #include <cstdint>
+#include <ostream>
 #include <random>
 #include <vector>
 
 #include "tensor/ops.h"
+
+namespace harmonia {
+// Test names and failure messages show "q4_k" rather than the enum's bytes.
+inline void PrintTo(DType t, std::ostream* os) { *os << dtype_name(t); }
+}  // namespace harmonia
 
 namespace harmonia::testing {
 
