@@ -5,7 +5,7 @@ set -euo pipefail
 pkgs=(cmake g++ make pkg-config git
       libopenblas-dev libfftw3-dev nlohmann-json3-dev libcpp-httplib-dev libcli11-dev
       libsentencepiece-dev libpcre2-dev libfmt-dev libgtest-dev libgmock-dev libbenchmark-dev
-      wamerican zlib1g-dev)
+      wamerican)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -78,7 +78,7 @@ void expect_files(const std::string& dir, const std::string& task, size_t polici
         << "duplicate " << l.substr(0, 80);
     for (const char* f : {"task", "policy", "id", "length", "prompt_tokens", "kv_bytes"}) EXPECT_TRUE(r.contains(f)) << f;
     if (task != "ppl") {
-      for (const char* f : {"output", "expected", "score", "prefill_ms", "decode_ms"}) EXPECT_TRUE(r.contains(f)) << f;
+      for (const char* f : {"depth", "output", "expected", "score", "prefill_ms", "decode_ms"}) EXPECT_TRUE(r.contains(f)) << f;
     }
   }
   EXPECT_TRUE(json::parse(read_file(dir + "/" + task + ".summary.json")).is_object());
@@ -209,4 +209,10 @@ TEST(EvalE2E, BadInputIsOneLine) {
   const CliRun r2 = run("eval longbench -m " + model() + " --data /nonexistent/lb -o " + outdir("bad2"));
   EXPECT_EQ(r2.code, 2);
   EXPECT_NE(r2.err.find("/nonexistent/lb"), std::string::npos) << r2.err;
+  // A bad policy fails before any file is written.
+  const std::string d3 = outdir("bad3");
+  const CliRun r3 = run("eval passkey -m " + model() + " --ctx 512 --lengths 256 --samples 1 --kv full,nosuch -o " + d3);
+  EXPECT_EQ(r3.code, 2);
+  EXPECT_NE(r3.err.find("unknown kv policy 'nosuch'"), std::string::npos) << r3.err;
+  EXPECT_FALSE(fs::exists(d3 + "/passkey.samples.jsonl"));
 }

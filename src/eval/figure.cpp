@@ -1,7 +1,5 @@
 #include "eval/figure.h"
 
-#include <zlib.h>
-
 #include <algorithm>
 #include <cmath>
 
@@ -34,42 +32,7 @@ int anchor_x(const Figure::Label& l) {
   return l.anchor == Anchor::Start ? l.x : l.anchor == Anchor::Middle ? l.x - w / 2 : l.x - w;
 }
 
-void put_be32(std::string& s, uint32_t v) {
-  for (int k = 3; k >= 0; --k) s += static_cast<char>((v >> (8 * k)) & 0xFF);
-}
-
-void png_chunk(std::string& out, const char* type, const std::string& data) {
-  put_be32(out, static_cast<uint32_t>(data.size()));
-  const std::string td = std::string(type, 4) + data;
-  out += td;
-  put_be32(out, static_cast<uint32_t>(crc32(0L, reinterpret_cast<const Bytef*>(td.data()), static_cast<uInt>(td.size()))));
-}
-
 }  // namespace
-
-std::string encode_png(int width, int height, const uint8_t* rgb) {
-  std::string raw;
-  raw.reserve(static_cast<size_t>(height) * (1 + 3 * static_cast<size_t>(width)));
-  for (int y = 0; y < height; ++y) {
-    raw += '\0';  // filter type 0 (None)
-    raw.append(reinterpret_cast<const char*>(rgb + static_cast<size_t>(y) * width * 3), static_cast<size_t>(width) * 3);
-  }
-  uLongf zlen = compressBound(static_cast<uLong>(raw.size()));
-  std::string z(zlen, '\0');
-  if (compress2(reinterpret_cast<Bytef*>(z.data()), &zlen, reinterpret_cast<const Bytef*>(raw.data()),
-                static_cast<uLong>(raw.size()), 9) != Z_OK)
-    fail(ErrorKind::Internal, "png: zlib compress2 failed for a {}x{} image", width, height);
-  z.resize(zlen);
-  std::string out = "\x89PNG\r\n\x1a\n";
-  std::string ihdr;
-  put_be32(ihdr, static_cast<uint32_t>(width));
-  put_be32(ihdr, static_cast<uint32_t>(height));
-  ihdr += std::string("\x08\x02\x00\x00\x00", 5);  // 8-bit RGB, deflate, filter 0, no interlace
-  png_chunk(out, "IHDR", ihdr);
-  png_chunk(out, "IDAT", z);
-  png_chunk(out, "IEND", "");
-  return out;
-}
 
 std::string Figure::to_svg() const {
   std::string s = fmt::format(
@@ -93,51 +56,18 @@ std::string Figure::to_svg() const {
   return s;
 }
 
-std::vector<uint8_t> Figure::rasterize() const {
-  std::vector<uint8_t> px(static_cast<size_t>(width) * height * 3);
-  auto set = [&](int x, int y, uint32_t c) {
-    if (x < 0 || y < 0 || x >= width || y >= height) return;
-    uint8_t* p = &px[(static_cast<size_t>(y) * width + x) * 3];
-    p[0] = (c >> 16) & 0xFF;
-    p[1] = (c >> 8) & 0xFF;
-    p[2] = c & 0xFF;
-  };
-  for (int y = 0; y < height; ++y)
-    for (int x = 0; x < width; ++x) set(x, y, background);
+Image Figure::rasterize() const {
+  auto rgb = [](uint32_t c) { return Rgb{uint8_t(c >> 16), uint8_t(c >> 8), uint8_t(c)}; };
+  Image img(width, height, rgb(background));
   for (const auto& r : rects) {
-    for (int y = r.y; y < r.y + r.h; ++y)
-      for (int x = r.x; x < r.x + r.w; ++x) set(x, y, r.fill);
-    if (r.stroke >= 0) {
-      const uint32_t c = static_cast<uint32_t>(r.stroke);
-      for (int x = r.x; x < r.x + r.w; ++x) {
-        set(x, r.y, c);
-        set(x, r.y + r.h - 1, c);
-      }
-      for (int y = r.y; y < r.y + r.h; ++y) {
-        set(r.x, y, c);
-        set(r.x + r.w - 1, y, c);
-      }
-    }
+    img.fill_rect(r.x, r.y, r.w, r.h, rgb(r.fill));
+    if (r.stroke >= 0) img.rect(r.x, r.y, r.w, r.h, rgb(static_cast<uint32_t>(r.stroke)));
   }
-  for (const auto& l : labels) {
-    int x0 = anchor_x(l);
-    for (char ch : l.text) {
-      const uint8_t* g = glyph5x7(ch);
-      for (int row = 0; row < 9; ++row)
-        for (int col = 0; col < 5; ++col)
-          if (g[row] & (1 << (4 - col)))
-            for (int dy = 0; dy < l.scale; ++dy)
-              for (int dx = 0; dx < l.scale; ++dx) set(x0 + col * l.scale + dx, l.y + row * l.scale + dy, l.color);
-      x0 += 6 * l.scale;
-    }
-  }
-  return px;
+  for (const auto& l : labels) img.text(anchor_x(l), l.y, l.text, rgb(l.color), l.scale);
+  return img;
 }
 
-std::string Figure::to_png() const {
-  const auto px = rasterize();
-  return encode_png(width, height, px.data());
-}
+std::string Figure::to_png() const { return encode_png(rasterize()); }
 
 uint32_t score_colour(double v) {
   // Kamradt's colormap: #F0496E (0) -> #EBB839 (0.5) -> #0CD79F (1).

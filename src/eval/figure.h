@@ -1,11 +1,13 @@
 #pragma once
 // Figures for benchmark reports: a list of filled rectangles and text labels,
-// rendered to SVG (vector text) and to PNG (a raster with a built-in 5x7 bitmap
-// font, compressed with zlib). One description, two identical layouts.
+// rendered to SVG (vector text) and to PNG (through common/image.h: its 5x7
+// bitmap font and PNG writer). One description, two identical layouts.
 #include <cstdint>
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include "common/image.h"
 
 namespace harmonia::eval {
 
@@ -34,18 +36,9 @@ struct Figure {
     return s.empty() ? 0 : static_cast<int>(s.size()) * 6 * scale - scale;
   }
   std::string to_svg() const;
-  // RGB bytes [height][width][3].
-  std::vector<uint8_t> rasterize() const;
-  std::string to_png() const;
+  Image rasterize() const;
+  std::string to_png() const;  // encode_png(rasterize())
 };
-
-// PNG (RGB, 8 bits per channel) of rgb[height][width][3]: IHDR, one zlib IDAT
-// of filter-0 scanlines, IEND. Throws Error(Internal) if zlib fails.
-std::string encode_png(int width, int height, const uint8_t* rgb);
-
-// The 9 rows of a glyph of the built-in font (bit 4 = leftmost column; rows
-// 7-8 are descenders below the baseline); characters outside 32..126 give '?'.
-const uint8_t* glyph5x7(char c);
 
 // One heatmap panel per KV policy, all on the same colour scale [0, 1]
 // (red -> yellow -> green, the colours of Kamradt's NIAH plots).

@@ -76,7 +76,7 @@ json Sample::to_json() const {
   json j = {{"id", id},         {"group", group},   {"length", length},
             {"prompt", prompt}, {"prompt_tokens", tokens.size()}, {"expected", expected},
             {"max_new", max_new}};
-  if (depth >= 0) j["depth"] = depth;
+  j["depth"] = depth >= 0 ? json(depth) : json(nullptr);
   if (!stop.empty()) j["stop"] = stop;
   for (const auto& [k, v] : extra.items()) j[k] = v;
   return j;
@@ -151,7 +151,7 @@ TaskRun run_generation_task(const Model& m, const std::string& task, const std::
                   {"decode_ms", r.decode_ms},
                   {"output_tokens", r.tokens.size()},
                   {"stop_reason", stop_reason_name(r.stop_reason)}};
-      if (s.depth >= 0) rec["depth"] = s.depth;
+      rec["depth"] = s.depth >= 0 ? json(s.depth) : json(nullptr);
       for (const auto& [k, v] : s.extra.items()) rec[k] = v;
       results.append(rec);
       ++run.ran;

@@ -75,7 +75,7 @@ struct Sample {
   std::string id;                     // unique in the task; with the policy label, the resume key
   std::string group;                  // sub-task / dataset ("" for single-family tasks)
   int64_t length = 0;                 // target tokens: prompt (BOS, template) + generation budget
-  double depth = -1;                  // needle depth in % (-1: not applicable)
+  double depth = -1;                  // needle depth in % (-1: not applicable; null in the files)
   std::string prompt;                 // the text that was encoded (template, answer prefix included)
   std::vector<int32_t> tokens;        // prompt ids
   std::vector<std::string> expected;  // reference answers
