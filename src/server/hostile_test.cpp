@@ -7,6 +7,7 @@
 #include <mutex>
 #include <random>
 #include <thread>
+#include <map>
 
 #include "server/test_util.h"
 

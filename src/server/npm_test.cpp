@@ -16,9 +16,8 @@ using namespace harmonia::server::testing;
 
 TEST(ServerNpm, OfficialOpenAiClientTalksToTheServer) {
   HARMONIA_REQUIRE_SHARED(kModel);
-  const char* src = std::getenv("HARMONIA_SOURCE");
-  if (!src) GTEST_SKIP() << "HARMONIA_SOURCE is not set (CTest sets it to the source tree)";
-  const std::string dir = std::string(src) + "/tests/npm";
+  const std::string dir = source_dir() + "/tests/npm";
+  if (!file_exists(dir + "/client.mjs")) GTEST_SKIP() << "tests/npm/client.mjs not found (set HARMONIA_SOURCE to the source tree)";
   if (std::system("node --version > /dev/null 2>&1") != 0) GTEST_SKIP() << "node is not installed";
   if (!file_exists(dir + "/node_modules/openai/package.json"))
     GTEST_SKIP() << "the openai npm module is missing: run `make npm-deps` (cd tests/npm && npm ci)";

@@ -15,8 +15,9 @@ using namespace harmonia::server::testing;
 
 TEST(ServerProcess, SigtermFinishesTheInFlightRequestAndExitsCleanly) {
   HARMONIA_REQUIRE_SHARED(kModel);
-  const char* bin = std::getenv("HARMONIA_BIN");
-  if (!bin || !file_exists(bin)) GTEST_SKIP() << "HARMONIA_BIN is not set (CTest sets it to the harmonia binary)";
+  const std::string bin_path = harmonia_bin();
+  if (!file_exists(bin_path)) GTEST_SKIP() << "the harmonia binary was not found at '" << bin_path << "' (set HARMONIA_BIN)";
+  const char* bin = bin_path.c_str();
   int out[2];
   ASSERT_EQ(::pipe(out), 0);
   const std::string model = shared_path(kModel);

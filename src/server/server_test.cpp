@@ -3,6 +3,8 @@
 
 #include <atomic>
 #include <future>
+#include <map>
+#include <sstream>
 #include <set>
 #include <thread>
 
@@ -251,16 +253,27 @@ TEST(ServerHttp, ChatUsesTheModelsTemplateAndStops) {
 TEST(ServerHttp, ErrorCasesAnswerTheirStatusWhileANormalRequestCompletes) {
   HARMONIA_REQUIRE_SHARED(kModel);
   ServerOptions o;
-  o.debug_event_delay_ms = 4;  // ~60 tokens take a quarter second
+  o.debug_event_delay_ms = 4;  // 150 tokens take more than half a second
   o.engine.max_queue = 3;
-  o.max_body_bytes = 64 * 1024;
+  o.max_body_bytes = 256 * 1024;
   TestServer ts(o);
   auto normal = std::async(std::launch::async, [&] {
     return post(ts.port, "/v1/completions",
-                json{{"prompt", "Once upon a time"}, {"max_tokens", 60}, {"temperature", 0}, {"ignore_eos", true}, {"stream", true}});
+                json{{"prompt", "Once upon a time"}, {"max_tokens", 150}, {"temperature", 0}, {"ignore_eos", true}, {"stream", true}});
   });
   ASSERT_TRUE(eventually([&] { return ts.engine_metrics().admitted + ts.engine_metrics().waiting > 0; }));
   const std::string C = "/v1/completions", CH = "/v1/chat/completions";
+  // A full queue: 429 with Retry-After (the normal request holds one slot).
+  std::vector<std::future<HttpResult>> fill;
+  for (int i = 0; i < 2; ++i)
+    fill.push_back(std::async(std::launch::async, [&] {
+      return post(ts.port, C, json{{"prompt", "Once"}, {"max_tokens", 40}, {"ignore_eos", true}, {"temperature", 0}});
+    }));
+  ASSERT_TRUE(eventually([&] { return ts.engine_metrics().admitted + ts.engine_metrics().waiting >= 3; }));
+  const HttpResult full = post(ts.port, C, json{{"prompt", "x"}, {"max_tokens", 2}});
+  const json eq = expect_error(full, 429);
+  EXPECT_EQ(eq["code"], "queue_full");
+  EXPECT_EQ(full.header("Retry-After"), "1");
   // Malformed JSON, wrong types, unknown fields, out-of-range values.
   expect_error(post(ts.port, C, std::string("{\"prompt\": \"x\",")), 400, "");
   expect_error(post(ts.port, C, std::string("[1, 2]")), 400, "");
@@ -314,20 +327,9 @@ TEST(ServerHttp, ErrorCasesAnswerTheirStatusWhileANormalRequestCompletes) {
   const json em = expect_error(post(ts.port, C, json{{"model", "gpt-4"}, {"prompt", "x"}}), 404, "model");
   EXPECT_EQ(em["code"], "model_not_found");
   // Oversized body: 413 in the same shape.
-  expect_error(post(ts.port, C, json{{"prompt", std::string(100 * 1024, 'a')}}), 413);
-  // A full queue: 429 with Retry-After (the normal request holds one slot).
-  std::vector<std::future<HttpResult>> fill;
-  for (int i = 0; i < 2; ++i)
-    fill.push_back(std::async(std::launch::async, [&] {
-      return post(ts.port, C, json{{"prompt", "Once"}, {"max_tokens", 40}, {"ignore_eos", true}, {"temperature", 0}});
-    }));
-  ASSERT_TRUE(eventually([&] { return ts.engine_metrics().admitted + ts.engine_metrics().waiting >= 3; }));
-  const HttpResult full = post(ts.port, C, json{{"prompt", "x"}, {"max_tokens", 2}});
-  const json eq = expect_error(full, 429);
-  EXPECT_EQ(eq["code"], "queue_full");
-  EXPECT_EQ(full.header("Retry-After"), "1");
-  for (auto& f : fill) EXPECT_EQ(f.get().status, 200);
+  expect_error(post(ts.port, C, json{{"prompt", std::string(300 * 1024, 'a')}}), 413);
 
+  for (auto& f : fill) EXPECT_EQ(f.get().status, 200);
   const HttpResult n = normal.get();
   ASSERT_EQ(n.status, 200) << n.body;
   const Streamed s = collect_stream(n, false);
@@ -467,4 +469,41 @@ TEST(ServerHttp, ShutdownRefusesNewWorkAndEndsInFlightStreamsCleanly) {
   EXPECT_EQ(ts.engine_metrics().cancelled, 1);
   EXPECT_EQ(ts.engine_metrics().kv_bytes_reserved, 0u);
   EXPECT_LT(connect_loopback(ts.port, 1000), 0) << "the listening socket must be closed";
+}
+
+TEST(ServerHttp, MetricsCountRequestsPerSchedulerQueue) {
+  HARMONIA_REQUIRE_SHARED(kModel);
+  ServerOptions o;
+  o.engine.sched = "mlfq:quantum1=2:service_unit=tokens:skip_join=false";
+  o.engine.max_seqs = 1;  // one runs, the others wait: a request is demoted after 2, 6, 14 ... tokens
+  o.debug_event_delay_ms = 3;
+  TestServer ts(o);
+  std::vector<std::future<HttpResult>> reqs;
+  for (int i = 0; i < 3; ++i)
+    reqs.push_back(std::async(std::launch::async, [&] {
+      return post(ts.port, "/v1/completions", json{{"prompt", "Once"}, {"max_tokens", 30}, {"ignore_eos", true}});
+    }));
+  // Sample the gauges while they run: requests show up in queues below the top one.
+  std::map<std::string, int> lower_queue_samples;  // "running{queue=\"k\"}" etc. with k > 0 and a value > 0
+  int max_waiting = 0;
+  for (int k = 0; k < 200 && lower_queue_samples.size() < 2; ++k) {
+    std::istringstream lines(get(ts.port, "/metrics").body);
+    int waiting = 0;
+    for (std::string line; std::getline(lines, line);) {
+      int q = 0;
+      long long v = 0;
+      char kind[16] = {0};
+      if (std::sscanf(line.c_str(), "harmonia_requests_%15[a-z]{queue=\"%d\"} %lld", kind, &q, &v) == 3 && v > 0) {
+        if (std::string(kind) == "waiting") waiting += static_cast<int>(v);
+        if (q > 0) lower_queue_samples[std::string(kind) + "/" + std::to_string(q)]++;
+      }
+    }
+    max_waiting = std::max(max_waiting, waiting);
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  for (auto& r : reqs) EXPECT_EQ(r.get().status, 200);
+  EXPECT_GE(max_waiting, 1);
+  EXPECT_FALSE(lower_queue_samples.empty()) << "no request was ever seen below queue 0";
+  const std::string after = get(ts.port, "/metrics").body;
+  EXPECT_NE(after.find("harmonia_requests_running{queue=\"0\"} 0"), std::string::npos) << after;
 }

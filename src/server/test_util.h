@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <functional>
 #include <memory>
 #include <string>
@@ -34,6 +35,24 @@ inline const char* kModel = "models/stories260K/stories260K.gguf";
 inline const Model& stories() {
   static std::unique_ptr<Model> m = load_model(shared_path(kModel));
   return *m;
+}
+
+// The source tree: $HARMONIA_SOURCE (CTest), else the tree this header was compiled from.
+inline std::string source_dir() {
+  if (const char* e = std::getenv("HARMONIA_SOURCE")) return e;
+  const std::string f = __FILE__;  // CMake compiles with absolute paths: ROOT/src/server/test_util.h
+  const auto p = f.rfind("/src/server/");
+  return p == std::string::npos ? "" : f.substr(0, p);
+}
+
+// The harmonia binary: $HARMONIA_BIN (CTest), else the one beside this test binary.
+inline std::string harmonia_bin() {
+  if (const char* e = std::getenv("HARMONIA_BIN")) return e;
+  char buf[4096];
+  const ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
+  if (n <= 0) return "";
+  std::string self(buf, static_cast<size_t>(n));
+  return self.substr(0, self.rfind('/') + 1) + "harmonia";
 }
 
 // A server on 127.0.0.1, a free port, with short timeouts; stopped at scope end.

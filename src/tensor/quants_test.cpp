@@ -274,7 +274,7 @@ TEST_P(QuantizeK, RoundTripError) {
 INSTANTIATE_TEST_SUITE_P(KQuants, QuantizeK,
                          ::testing::Values(KQuantCase{DType::Q4_K, 0.09, 0.095}, KQuantCase{DType::Q5_K, 0.045, 0.062},
                                            KQuantCase{DType::Q6_K, 0.023, 0.05}),
-                         [](const auto& info) { return std::string(dtype_name(info.param.t)); });
+                         [](const auto& tp) { return std::string(dtype_name(tp.param.t)); });
 
 TEST(Quantize, ZeroRowsStayZero) {
   for (DType t : {DType::Q8_0, DType::Q4_0, DType::Q4_K, DType::Q5_K, DType::Q6_K}) {
