@@ -223,7 +223,9 @@ struct Server::Impl {
       send_error(res, ApiError(500, "internal error: " + what, "server_error", "", "internal_error"));
     });
 
-    http.set_logger([this](const httplib::Request& req, const httplib::Response& res) {
+    // Counted in the post-routing handler, which runs before the response is written (the logger
+    // runs after it): a client that reads /metrics right after a response sees that response counted.
+    http.set_post_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
       metrics.on_response(route_of(req.path), res.status);
     });
 
