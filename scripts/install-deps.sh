@@ -3,7 +3,7 @@
 # Run as root (or with sudo available); otherwise prints the command to run.
 set -euo pipefail
 pkgs=(cmake g++ make pkg-config git
-      libopenblas-dev libfftw3-dev nlohmann-json3-dev libcpp-httplib-dev libcli11-dev
+      libopenblas-dev libfftw3-dev nlohmann-json3-dev libcpp-httplib-dev libcli11-dev libstb-dev
       libsentencepiece-dev libpcre2-dev libfmt-dev libgtest-dev libgmock-dev libbenchmark-dev
       wamerican)
 missing=()

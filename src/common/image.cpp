@@ -7,6 +7,8 @@
 
 #include "common/error.h"
 
+#include <stb_image_write.h>
+
 namespace harmonia {
 
 namespace {
@@ -115,150 +117,8 @@ const uint8_t* glyph(char ch) {
   return kFont[(c >= 32 && c <= 126) ? c - 32 : '?' - 32];
 }
 
-// ---- PNG / zlib plumbing ----------------------------------------------------------------
-
-uint32_t crc32(const uint8_t* p, size_t n, uint32_t crc = 0) {
-  static const std::array<uint32_t, 256> table = [] {
-    std::array<uint32_t, 256> t{};
-    for (uint32_t i = 0; i < 256; ++i) {
-      uint32_t c = i;
-      for (int k = 0; k < 8; ++k) c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
-      t[i] = c;
-    }
-    return t;
-  }();
-  crc = ~crc;
-  for (size_t i = 0; i < n; ++i) crc = table[(crc ^ p[i]) & 0xFF] ^ (crc >> 8);
-  return ~crc;
-}
-
-uint32_t adler32(std::string_view d) {
-  uint32_t a = 1, b = 0;
-  for (unsigned char c : d) {
-    a = (a + c) % 65521;
-    b = (b + a) % 65521;
-  }
-  return (b << 16) | a;
-}
-
-void put_be32(std::string& s, uint32_t v) {
-  for (int i = 3; i >= 0; --i) s.push_back(static_cast<char>((v >> (8 * i)) & 0xFF));
-}
-
-void put_chunk(std::string& out, const char* type, std::string_view data) {
-  put_be32(out, static_cast<uint32_t>(data.size()));
-  std::string body(type, 4);
-  body.append(data);
-  out.append(body);
-  put_be32(out, crc32(reinterpret_cast<const uint8_t*>(body.data()), body.size()));
-}
-
-class BitWriter {
- public:
-  // `n` bits of `v`, least significant first (DEFLATE's order for everything but Huffman codes).
-  void bits(uint32_t v, int n) {
-    for (int i = 0; i < n; ++i) bit((v >> i) & 1);
-  }
-  // A Huffman code of `n` bits, most significant first.
-  void code(uint32_t v, int n) {
-    for (int i = n - 1; i >= 0; --i) bit((v >> i) & 1);
-  }
-  std::string finish() {
-    if (nbits_) out_.push_back(static_cast<char>(cur_));
-    nbits_ = 0;
-    cur_ = 0;
-    return std::move(out_);
-  }
-
- private:
-  void bit(uint32_t b) {
-    cur_ |= static_cast<uint8_t>(b << nbits_);
-    if (++nbits_ == 8) {
-      out_.push_back(static_cast<char>(cur_));
-      cur_ = 0;
-      nbits_ = 0;
-    }
-  }
-  std::string out_;
-  uint8_t cur_ = 0;
-  int nbits_ = 0;
-};
-
-// Fixed literal/length code (RFC 1951 §3.2.6).
-void put_litlen(BitWriter& bw, int sym) {
-  if (sym < 144) bw.code(0x30 + sym, 8);
-  else if (sym < 256) bw.code(0x190 + (sym - 144), 9);
-  else if (sym < 280) bw.code(sym - 256, 7);
-  else bw.code(0xC0 + (sym - 280), 8);
-}
-
-constexpr int kLenBase[29] = {3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 15, 17, 19, 23, 27, 31,
-                              35, 43, 51, 59, 67, 83, 99, 115, 131, 163, 195, 227, 258};
-constexpr int kLenExtra[29] = {0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 0};
-constexpr int kDistBase[30] = {1, 2, 3, 4, 5, 7, 9, 13, 17, 25, 33, 49, 65, 97, 129,
-                               193, 257, 385, 513, 769, 1025, 1537, 2049, 3073, 4097, 6145, 8193, 12289, 16385, 24577};
-constexpr int kDistExtra[30] = {0, 0, 0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7, 8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13};
-
-void put_match(BitWriter& bw, int len, int dist) {
-  int li = 28;
-  while (kLenBase[li] > len) --li;
-  put_litlen(bw, 257 + li);
-  bw.bits(static_cast<uint32_t>(len - kLenBase[li]), kLenExtra[li]);
-  int di = 29;
-  while (kDistBase[di] > dist) --di;
-  bw.code(static_cast<uint32_t>(di), 5);
-  bw.bits(static_cast<uint32_t>(dist - kDistBase[di]), kDistExtra[di]);
-}
-
 }  // namespace
 
-std::string deflate_fixed(std::string_view data) {
-  constexpr int kWindow = 32768, kHashBits = 15, kMaxChain = 32, kMinMatch = 3, kMaxMatch = 258;
-  const auto* d = reinterpret_cast<const uint8_t*>(data.data());
-  const int n = static_cast<int>(data.size());
-  std::vector<int> head(1 << kHashBits, -1), prev(static_cast<size_t>(n), -1);
-  auto hash = [&](int i) {
-    return ((static_cast<uint32_t>(d[i]) << 10) ^ (static_cast<uint32_t>(d[i + 1]) << 5) ^ d[i + 2]) &
-           ((1u << kHashBits) - 1);
-  };
-  auto insert = [&](int i) {
-    if (i + kMinMatch > n) return;
-    const uint32_t h = hash(i);
-    prev[i] = head[h];
-    head[h] = i;
-  };
-  BitWriter bw;
-  bw.bits(1, 1);  // BFINAL
-  bw.bits(1, 2);  // BTYPE = 01, fixed Huffman
-  int i = 0;
-  while (i < n) {
-    int best_len = 0, best_dist = 0;
-    if (i + kMinMatch <= n) {
-      int cand = head[hash(i)];
-      for (int chain = 0; cand >= 0 && i - cand <= kWindow && chain < kMaxChain; ++chain, cand = prev[cand]) {
-        const int limit = std::min(kMaxMatch, n - i);
-        int len = 0;
-        while (len < limit && d[cand + len] == d[i + len]) ++len;
-        if (len > best_len) {
-          best_len = len;
-          best_dist = i - cand;
-          if (len == limit) break;
-        }
-      }
-    }
-    if (best_len >= kMinMatch) {
-      put_match(bw, best_len, best_dist);
-      for (int k = 0; k < best_len; ++k) insert(i + k);
-      i += best_len;
-    } else {
-      put_litlen(bw, d[i]);
-      insert(i);
-      ++i;
-    }
-  }
-  put_litlen(bw, 256);  // end of block
-  return bw.finish();
-}
 
 Rgb colormap_viridis(double t) {
   // Five anchors of matplotlib's viridis, linearly interpolated.
@@ -343,54 +203,13 @@ void Image::text_vertical(int x, int y, std::string_view s, Rgb c, int scale) {
 }
 
 std::string encode_png(const Image& img) {
-  const int w = img.width(), h = img.height();
-  const size_t stride = static_cast<size_t>(w) * 3;
-  const uint8_t* px = img.rgb().data();
-  // Filtered scanlines: per row the filter (None, Sub, Up, Paeth) with the least sum of |residual|.
-  std::string raw;
-  raw.reserve((stride + 1) * h);
-  std::string cand[4];
-  for (int y = 0; y < h; ++y) {
-    const uint8_t* row = px + y * stride;
-    const uint8_t* up = y > 0 ? row - stride : nullptr;
-    for (auto& c : cand) c.assign(stride, '\0');
-    for (size_t i = 0; i < stride; ++i) {
-      const int a = i >= 3 ? row[i - 3] : 0, b = up ? up[i] : 0, cc = (up && i >= 3) ? up[i - 3] : 0;
-      const int p = a + b - cc, pa = std::abs(p - a), pb = std::abs(p - b), pc = std::abs(p - cc);
-      const int pred = (pa <= pb && pa <= pc) ? a : (pb <= pc ? b : cc);
-      cand[0][i] = static_cast<char>(row[i]);
-      cand[1][i] = static_cast<char>(row[i] - a);
-      cand[2][i] = static_cast<char>(row[i] - b);
-      cand[3][i] = static_cast<char>(row[i] - pred);
-    }
-    int best = 0;
-    long best_cost = -1;
-    const int filter_type[4] = {0, 1, 2, 4};
-    for (int f = 0; f < 4; ++f) {
-      long cost = 0;
-      for (char ch : cand[f]) cost += std::abs(static_cast<int>(static_cast<signed char>(ch)));
-      if (best_cost < 0 || cost < best_cost) {
-        best_cost = cost;
-        best = f;
-      }
-    }
-    raw.push_back(static_cast<char>(filter_type[best]));
-    raw.append(cand[best]);
-  }
-  std::string z;
-  z.push_back(static_cast<char>(0x78));  // zlib: deflate, 32K window
-  z.push_back(static_cast<char>(0x01));  // (0x7801 % 31 == 0)
-  z.append(deflate_fixed(raw));
-  put_be32(z, adler32(raw));
-
-  std::string out("\x89PNG\r\n\x1a\n", 8);
-  std::string ihdr;
-  put_be32(ihdr, static_cast<uint32_t>(w));
-  put_be32(ihdr, static_cast<uint32_t>(h));
-  ihdr += std::string("\x08\x02\x00\x00\x00", 5);  // 8-bit, RGB, deflate, adaptive filter, no interlace
-  put_chunk(out, "IHDR", ihdr);
-  put_chunk(out, "IDAT", z);
-  put_chunk(out, "IEND", "");
+  // stb_image_write (Debian's libstb): zlib-compressed 8-bit RGB with per-row filters.
+  std::string out;
+  const auto append = [](void* ctx, void* data, int size) {
+    static_cast<std::string*>(ctx)->append(static_cast<const char*>(data), static_cast<size_t>(size));
+  };
+  if (!stbi_write_png_to_func(append, &out, img.width(), img.height(), 3, img.rgb().data(), img.width() * 3))
+    fail(ErrorKind::Internal, "PNG encoding of a {}x{} image failed", img.width(), img.height());
   return out;
 }
 

@@ -1,6 +1,6 @@
 #pragma once
-// Small RGB raster images and a self-contained PNG writer (no zlib: our own
-// deflate with fixed Huffman codes and LZ77), for plots and heatmaps in reports.
+// Small RGB raster images and a PNG writer (stb_image_write), for plots and
+// heatmaps in reports.
 // Shared by sched/ (latency-vs-load plots) and eval/ (heatmaps).
 #include <cstdint>
 #include <string>
@@ -46,13 +46,9 @@ class Image {
   std::vector<uint8_t> px_;
 };
 
-// 8-bit RGB PNG bytes of the image.
+// 8-bit RGB PNG bytes of the image; throws Error(Internal) if the encoder fails.
 std::string encode_png(const Image& img);
 // Writes encode_png(img) to `path`; throws Error(Io) naming the path.
 void write_png(const std::string& path, const Image& img);
-
-// Raw DEFLATE (RFC 1951) of `data`: one final block with fixed Huffman codes
-// and greedy LZ77 matches. Exposed for tests.
-std::string deflate_fixed(std::string_view data);
 
 }  // namespace harmonia

@@ -35,15 +35,22 @@ struct BenchResult {
   std::vector<double> prefill_samples, decode_samples;  // tokens/s per repetition
   size_t weight_bytes = 0;                // read per decode token
   size_t kv_bytes_read = 0;               // KV bytes read per decode token at this depth (mid-test)
-  double bandwidth_gb_s = 0;              // measured read bandwidth (1e9 bytes/s)
+  double bandwidth_gb_s = 0;              // read bandwidth (1e9 bytes/s): median of bandwidth_samples
+  std::vector<double> bandwidth_samples;  // measured right before each decode repetition (bw < 0)
   double roofline_tok_s = 0;              // bandwidth / (weight + KV bytes per token)
-  double roofline_fraction() const { return roofline_tok_s > 0 ? decode_tok_s / roofline_tok_s : 0; }
+  // Median over repetitions of decode tokens/s ÷ the roofline of the bandwidth
+  // measured just before that repetition (0 without a bandwidth).
+  double fraction = 0;
+  double roofline_fraction() const { return fraction; }
 };
 
 // Streams a buffer much larger than the caches with `threads` threads and
 // returns the median read bandwidth in GB/s (1e9 bytes/s) over `reps` passes.
 double measure_read_bandwidth(int threads, size_t bytes = size_t(1) << 30, int reps = 5);
 
+// bandwidth_gb_s: > 0 a bandwidth measured by the caller; 0 none (no roofline);
+// < 0 measure_read_bandwidth (256 MiB, median of 3) right before each decode
+// repetition, each repetition's roofline fraction taken against its own.
 BenchResult run_bench(const Model& m, const BenchOptions& opts, double bandwidth_gb_s);
 
 double median(std::vector<double> v);

@@ -25,7 +25,7 @@ kv::Shape kv_shape(const ModelConfig& c, int64_t max_tokens) {
 void set_threads(int n) {
   if (n <= 0) return;
   omp_set_num_threads(n);
-  openblas_set_num_threads(n);
+  set_blas_single_threaded();  // BLAS calls run inside Harmonia's OpenMP threads
 }
 
 namespace {

@@ -101,6 +101,15 @@ void multiply_rows(const Tensor& W, RowKernel kern, const float* X, int64_t n, f
   }
 }
 
+// Y[n, rows] (leading dimension ldy) = X[n, cols] * Wf[rows, cols]^T, fp32.
+void sgemm_xwt(const float* X, int64_t n, const float* Wf, int64_t rows, int64_t cols, float* Y, int64_t ldy) {
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<blasint>(n), static_cast<blasint>(rows),
+              static_cast<blasint>(cols), 1.0f, X, static_cast<blasint>(cols), Wf, static_cast<blasint>(cols), 0.0f,
+              Y, static_cast<blasint>(ldy));
+}
+
+}  // namespace
+
 // NOTE: Harmonia threads BLAS calls itself (OpenMP over row tiles of W, one
 // single-threaded sgemm per thread) instead of letting OpenBLAS run its own
 // pthread pool: with OpenMP dequantising tiles and OpenBLAS's pool running the
@@ -111,15 +120,6 @@ void set_blas_single_threaded() {
   static std::once_flag once;
   std::call_once(once, [] { openblas_set_num_threads(1); });
 }
-
-// Y[n, rows] (leading dimension ldy) = X[n, cols] * Wf[rows, cols]^T, fp32.
-void sgemm_xwt(const float* X, int64_t n, const float* Wf, int64_t rows, int64_t cols, float* Y, int64_t ldy) {
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<blasint>(n), static_cast<blasint>(rows),
-              static_cast<blasint>(cols), 1.0f, X, static_cast<blasint>(cols), Wf, static_cast<blasint>(cols), 0.0f,
-              Y, static_cast<blasint>(ldy));
-}
-
-}  // namespace
 
 const char* kernel_isa() { return kernels::isa_name(); }
 

@@ -59,6 +59,11 @@ void matmul(const Tensor& W, const float* X, int64_t n, float* Y);
 // up to n ~ 64 on Zen 4 and Sapphire Rapids; above it sgemm keeps x in fp32.
 inline constexpr int64_t kMatmulStreamMaxN = 32;
 
+// Sets OpenBLAS to one thread for the process (once; idempotent). Harmonia
+// threads its BLAS calls itself with OpenMP: matmul's row tiles, attention's
+// heads. OpenBLAS's own pthread pool spinning beside OpenMP's fought for the cores.
+void set_blas_single_threaded();
+
 // Instruction set the fast kernels were compiled for: "avx512vnni", "avx2" or
 // "scalar" (for logs and benchmark output).
 const char* kernel_isa();
