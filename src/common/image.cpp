@@ -112,7 +112,26 @@ constexpr uint8_t kFont[95][7] = {
     {0x00, 0x00, 0x08, 0x15, 0x02, 0x00, 0x00},  // ~
 };
 
-const uint8_t* glyph(char ch) {
+// Lower-case letters with descenders: nine rows, the last two below the baseline.
+constexpr struct {
+  char ch;
+  uint8_t rows[9];
+} kDescenders[] = {
+    {'g', {0x00, 0x00, 0x0F, 0x11, 0x11, 0x11, 0x0F, 0x01, 0x1E}},
+    {'j', {0x02, 0x00, 0x06, 0x02, 0x02, 0x02, 0x02, 0x12, 0x0C}},
+    {'p', {0x00, 0x00, 0x1E, 0x11, 0x11, 0x11, 0x1E, 0x10, 0x10}},
+    {'q', {0x00, 0x00, 0x0F, 0x11, 0x11, 0x11, 0x0F, 0x01, 0x01}},
+    {'y', {0x00, 0x00, 0x11, 0x11, 0x11, 0x11, 0x0F, 0x01, 0x0E}},
+};
+
+// The glyph's rows (7, or 9 for a descender) in *rows.
+const uint8_t* glyph(char ch, int* rows) {
+  for (const auto& d : kDescenders)
+    if (d.ch == ch) {
+      *rows = 9;
+      return d.rows;
+    }
+  *rows = 7;
   const int c = static_cast<unsigned char>(ch);
   return kFont[(c >= 32 && c <= 126) ? c - 32 : '?' - 32];
 }
@@ -184,9 +203,10 @@ void Image::line(double x0, double y0, double x1, double y1, Rgb c, int thicknes
 
 void Image::text(int x, int y, std::string_view s, Rgb c, int scale) {
   for (size_t k = 0; k < s.size(); ++k) {
-    const uint8_t* g = glyph(s[k]);
+    int n_rows = 7;
+    const uint8_t* g = glyph(s[k], &n_rows);
     const int gx = x + static_cast<int>(k) * 6 * scale;
-    for (int row = 0; row < 7; ++row)
+    for (int row = 0; row < n_rows; ++row)
       for (int col = 0; col < 5; ++col)
         if (g[row] & (0x10 >> col)) fill_rect(gx + col * scale, y + row * scale, scale, scale, c);
   }
@@ -194,9 +214,10 @@ void Image::text(int x, int y, std::string_view s, Rgb c, int scale) {
 
 void Image::text_vertical(int x, int y, std::string_view s, Rgb c, int scale) {
   for (size_t k = 0; k < s.size(); ++k) {
-    const uint8_t* g = glyph(s[k]);
+    int n_rows = 7;
+    const uint8_t* g = glyph(s[k], &n_rows);
     const int gy = y - static_cast<int>(k) * 6 * scale;  // baseline runs upwards
-    for (int row = 0; row < 7; ++row)
+    for (int row = 0; row < n_rows; ++row)
       for (int col = 0; col < 5; ++col)
         if (g[row] & (0x10 >> col)) fill_rect(x + row * scale, gy - (col + 1) * scale, scale, scale, c);
   }

@@ -34,7 +34,8 @@ class Image {
   // A straight line from (x0,y0) to (x1,y1) (pixel centres), `thickness` pixels wide.
   void line(double x0, double y0, double x1, double y1, Rgb c, int thickness = 1);
   // Text in a built-in 5x7 bitmap font (printable ASCII; others draw as '?'),
-  // each glyph scaled by `scale` and 6*scale pixels apart. (x, y) is the top-left corner.
+  // each glyph scaled by `scale` and 6*scale pixels apart. (x, y) is the top-left corner;
+  // g, j, p, q, y descend 2*scale pixels below the 7*scale cell.
   void text(int x, int y, std::string_view s, Rgb c, int scale = 1);
   // Text rotated 90 degrees counter-clockwise (reads bottom to top); (x, y) is the bottom-left corner.
   void text_vertical(int x, int y, std::string_view s, Rgb c, int scale = 1);

@@ -64,6 +64,27 @@ TEST(Image, Drawing) {
   EXPECT_EQ(img.get(-1, 0), (Rgb{0, 0, 0}));
 }
 
+TEST(Image, DescendersGoBelowTheBaseline) {
+  // 'p' and 'o' share the x-height; only 'p' reaches rows 7-8 of the cell, and 'g' is no '9'.
+  auto ink_rows = [](const std::string& s) {
+    Image img(8, 12);
+    img.text(1, 1, s, {0, 0, 0});
+    std::vector<int> rows;
+    for (int y = 0; y < 12; ++y)
+      for (int x = 0; x < 8; ++x)
+        if (img.get(x, y) == Rgb{0, 0, 0}) {
+          rows.push_back(y - 1);
+          break;
+        }
+    return rows;
+  };
+  EXPECT_EQ(ink_rows("o").back(), 6);
+  EXPECT_EQ(ink_rows("p").back(), 8);
+  EXPECT_EQ(ink_rows("g").back(), 8);
+  EXPECT_EQ(ink_rows("9").back(), 6);
+  EXPECT_EQ(ink_rows("p").front(), 2);
+}
+
 TEST(Image, Colormap) {
   EXPECT_EQ(colormap_viridis(0), (Rgb{68, 1, 84}));
   EXPECT_EQ(colormap_viridis(1), (Rgb{253, 231, 37}));
