@@ -6,6 +6,7 @@
 #include <memory>
 
 #include "common/env.h"
+#include "common/huge_pages.h"
 #include "common/error.h"
 #include "kv/policy.h"
 #include "model/forward.h"
@@ -21,7 +22,7 @@ double median(std::vector<double> v) {
 
 double measure_read_bandwidth(int threads, size_t bytes, int reps) {
   const size_t n = bytes / sizeof(float);
-  std::unique_ptr<float[]> buf(new float[n]);
+  HugeVector<float> buf(n);  // on huge pages, as the weights and the KV cache are
   const int nt = threads > 0 ? threads : omp_get_max_threads();
 #pragma omp parallel for num_threads(nt) schedule(static)
   for (size_t i = 0; i < n; ++i) buf[i] = static_cast<float>(i & 1023);

@@ -278,14 +278,14 @@ void FullCache::reserve(int64_t tokens) {
     const int64_t used = layer_len_[l];
     if (!typed_) {
       for (auto* buf : {&k_[l], &v_[l]}) {
-        std::vector<float> nb(static_cast<size_t>(s_.n_kv_heads) * nc * hd);
+        HugeVector<float> nb(static_cast<size_t>(s_.n_kv_heads) * nc * hd);
         for (int h = 0; h < s_.n_kv_heads && used > 0; ++h)
           std::copy_n(buf->data() + h * cap_ * hd, used * hd, nb.data() + h * nc * hd);
         buf->swap(nb);
       }
     } else {
       for (auto [buf, rb] : {std::pair{&kb_[l], k_row_bytes_}, std::pair{&vb_[l], v_row_bytes_}}) {
-        std::vector<uint8_t> nb(static_cast<size_t>(s_.n_kv_heads) * nc * rb);
+        HugeVector<uint8_t> nb(static_cast<size_t>(s_.n_kv_heads) * nc * rb);
         for (int h = 0; h < s_.n_kv_heads && used > 0; ++h)
           std::copy_n(buf->data() + h * cap_ * rb, used * rb, nb.data() + h * nc * rb);
         buf->swap(nb);
@@ -371,7 +371,7 @@ RowStore::RowStore(const Shape& s) : s_(s), layers_(s.n_layers) {}
 void RowStore::realloc(Layer& L, int64_t cap) {
   const size_t hd = static_cast<size_t>(s_.head_dim);
   for (auto* buf : {&L.k, &L.v}) {
-    std::vector<float> nb(static_cast<size_t>(s_.n_kv_heads) * cap * hd);
+    HugeVector<float> nb(static_cast<size_t>(s_.n_kv_heads) * cap * hd);
     for (int h = 0; h < s_.n_kv_heads && L.rows > 0; ++h)
       std::copy_n(buf->data() + h * L.cap * hd, L.rows * hd, nb.data() + h * cap * hd);
     buf->swap(nb);

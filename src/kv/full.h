@@ -16,6 +16,7 @@
 #include <memory>
 #include <vector>
 
+#include "common/huge_pages.h"
 #include "kv/policy.h"
 #include "tensor/dtype.h"
 
@@ -54,8 +55,8 @@ class FullCache : public Policy {
   size_t k_row_bytes_ = 0, v_row_bytes_ = 0; // bytes of one token's head_dim elements
   int64_t n_tokens_ = 0;
   std::vector<int64_t> layer_len_;           // [n_layers] tokens appended this step included
-  std::vector<std::vector<float>> k_, v_;    // f32/f32: [n_layers][n_kv_heads * cap * head_dim]
-  std::vector<std::vector<uint8_t>> kb_, vb_;// typed: [n_layers][n_kv_heads * cap * row_bytes]
+  std::vector<HugeVector<float>> k_, v_;      // f32/f32: [n_layers][n_kv_heads * cap * head_dim]
+  std::vector<HugeVector<uint8_t>> kb_, vb_;  // typed: [n_layers][n_kv_heads * cap * row_bytes]
   int64_t cap_ = 0;                          // allocated tokens per head (grows to max_tokens)
   void reserve(int64_t tokens);
 };
@@ -119,7 +120,7 @@ class RowStore {
 
  private:
   struct Layer {
-    std::vector<float> k, v;  // [n_kv_heads * cap * head_dim]
+    HugeVector<float> k, v;  // [n_kv_heads * cap * head_dim]
     int64_t cap = 0, rows = 0, split = 0, skip = 0;
   };
   Shape s_;

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "common/huge_pages.h"
 #include "common/mapped_file.h"
 #include "gguf/gguf.h"
 #include "model/rope.h"
@@ -77,7 +78,7 @@ class Model {
   // Keeps mapped files and converted buffers alive for the Tensor views.
   std::vector<std::unique_ptr<MappedFile>> maps;
   std::unique_ptr<gguf::File> gguf_file;
-  std::vector<std::vector<uint8_t>> owned;
+  std::vector<HugeVector<uint8_t>> owned;  // large ones on huge pages (common/huge_pages.h)
   // Copies `t` to an owned f32 buffer (norms and biases are always f32 in compute).
   Tensor to_f32(const Tensor& t);
   // Owned buffer of n bytes, zero-filled.
