@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include <cstdio>
+#include <functional>
 #include <iostream>
 #include <new>
 
@@ -19,6 +20,17 @@ int run(int argc, char** argv) {
   app.set_version_flag("--version", "harmonia 0.1.0");
   std::vector<std::unique_ptr<Command>> cmds = all_commands();
   for (auto& c : cmds) c->attach(app);
+  // Every command that takes --kv (also eval's tasks) says where the policies' options are.
+  const std::function<void(CLI::App*)> kv_footer = [&](CLI::App* a) {
+    if (a->get_option_no_throw("--kv"))
+      a->footer(
+          "KV policies (--kv NAME[:key=value...]): full (k_type, v_type), streaming (sink, window), snapkv and "
+          "pyramidkv (budget, window, kernel, pool, ratio), h2o (heavy, recent, heavy_ratio, recent_ratio), kivi (bits, "
+          "group, v_group, residual, scale_type), fourier (sink, window, coeffs, dims, coeff_dtype, stats_dtype, ...). "
+          "Defaults and meanings: docs/kv.md; an unknown option's error lists the valid ones.");
+    for (CLI::App* s : a->get_subcommands({})) kv_footer(s);
+  };
+  kv_footer(&app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
