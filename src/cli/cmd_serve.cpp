@@ -9,6 +9,7 @@
 #include "common/error.h"
 #include "kv/spec.h"
 #include "model/forward.h"
+#include "sched/profile.h"
 #include "server/server.h"
 
 namespace harmonia::cli {
@@ -59,6 +60,8 @@ class ServeCmd : public Command {
     sub_->add_option("--token-budget", e.token_budget, "tokens per step over all sequences")->capture_default_str();
     sub_->add_option("--prefill-chunk", e.prefill_chunk, "prompt tokens per sequence per step")->capture_default_str();
     sub_->add_option("--preempt", e.preempt, "pause (KV kept) | recompute (KV freed)")->capture_default_str();
+    sub_->add_option("--profile", profile_, "cost profile (harmonia bench --profile) for the scheduler's time estimates");
+    sub_->add_option("--profile-ctx", profile_ctx_, "context in tokens at which --profile's step time is read")->capture_default_str();
     sub_->add_option("-t,--threads", threads_, "compute threads (default: all cores)");
     sub_->add_option("--host", so_.host, "address to listen on")->capture_default_str();
     sub_->add_option("--port", so_.port, "port (0 = any free port, printed at start-up)")->capture_default_str();
@@ -84,6 +87,10 @@ class ServeCmd : public Command {
     if (!draft_.empty() && spec_ == "none") spec_ = "draft";
     so_.speculative.drafter = spec_;
     so_.speculative.validate();
+    // The scheduler's view: n, and τ / prefill time from a measured profile (the default τ = 1 s otherwise).
+    if (!profile_.empty())
+      e_ctx() = sched::CostProfile::load(profile_).policy_context(so_.speculative.n, so_.engine.max_seqs, profile_ctx_);
+    e_ctx().draft_len = so_.speculative.n;
     set_threads(threads_);
     auto m = mf_.load();
     std::unique_ptr<Model> draft;
@@ -109,9 +116,11 @@ class ServeCmd : public Command {
   }
 
  private:
+  sched::PolicyContext& e_ctx() { return so_.engine.sched_context; }
   ModelFlags mf_;
   server::ServerOptions so_;
-  std::string draft_, spec_ = "none", kv_ = "full", kv_budget_ = "0", max_body_ = "2M";
+  std::string draft_, spec_ = "none", kv_ = "full", kv_budget_ = "0", max_body_ = "2M", profile_;
+  double profile_ctx_ = 512;
   std::vector<std::string> kv_opts_;
   int threads_ = 0;
   double grace_s_ = 30;

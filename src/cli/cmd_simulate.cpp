@@ -7,6 +7,7 @@
 #include <iostream>
 
 #include "cli/commands.h"
+#include "cli/sched_table.h"
 #include "common/error.h"
 #include "sched/plot.h"
 #include "sched/policy.h"
@@ -25,24 +26,6 @@ struct PointResult {
   double load = NAN;   // rate × mean service time alone
   std::vector<sched::SimMetrics> metrics;  // per policy
 };
-
-json metrics_json(const sched::SimMetrics& m) {
-  return {{"requests", m.requests},
-          {"mean_latency_s", m.mean_latency_s},
-          {"p50_latency_s", m.p50_latency_s},
-          {"p90_latency_s", m.p90_latency_s},
-          {"p99_latency_s", m.p99_latency_s},
-          {"mean_ttft_s", m.mean_ttft_s},
-          {"p99_ttft_s", m.p99_ttft_s},
-          {"mean_tpot_s", m.mean_tpot_s},
-          {"mean_norm_latency_s", m.mean_norm_latency_s},
-          {"throughput_tok_s", m.throughput_tok_s},
-          {"mean_acceptance", m.mean_acceptance},
-          {"preemptions", m.preemptions},
-          {"makespan_s", m.makespan_s},
-          {"estimation_error_mean", m.est_error_mean < 0 ? json(nullptr) : json(m.est_error_mean)},
-          {"estimation_count", m.est_count}};
-}
 
 class SimulateCmd : public Command {
  public:
@@ -112,15 +95,7 @@ class SimulateCmd : public Command {
       fail(ErrorKind::InvalidInput, "--draft-len {} does not match the workload's traces (draft_len {})", draft_len_, n);
 
     const auto specs = sched::parse_policy_list(sched_);
-    double mean_ctx = 0;
-    std::vector<int64_t> lengths;
-    for (const auto& r : base.requests) {
-      mean_ctx += static_cast<double>(r.prompt_tokens) + static_cast<double>(r.output_tokens) / 2;
-      lengths.push_back(r.output_tokens);
-    }
-    mean_ctx /= static_cast<double>(base.requests.size());
-    sched::PolicyContext ctx = prof.policy_context(n, batch_, mean_ctx);
-    ctx.length_samples = lengths;  // cond-mean: the workload's length distribution
+    const sched::PolicyContext ctx = sched::workload_policy_context(base, prof, n, batch_);
     for (const auto& s : specs) sched::make_policy(s, ctx);  // reject bad specs before running anything
 
     sched::SimOptions so;
@@ -200,7 +175,7 @@ class SimulateCmd : public Command {
       for (const auto& p : points) {
         json rows = json::array();
         for (size_t s = 0; s < specs.size(); ++s) {
-          json m = metrics_json(p.metrics[s]);
+          json m = sim_metrics_json(p.metrics[s]);
           m["policy"] = labels[s];
           rows.push_back(m);
         }
@@ -228,20 +203,7 @@ class SimulateCmd : public Command {
     for (const auto& p : points) {
       if (sweep) std::printf("\n### rate %.3f req/s (load %.2f)\n\n", p.rate, p.load);
       else std::printf("\n### arrivals as recorded\n\n");
-      std::printf("| %-34s | %8s | %8s | %8s | %8s | %8s | %8s | %9s | %6s | %7s | %6s |\n", "policy", "mean s",
-                  "p50 s", "p90 s", "p99 s", "TTFT s", "TPOT ms", "tok/s", "accept", "preempt", "x base");
-      std::printf("|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|\n", std::string(36, '-').c_str(), std::string(10, '-').c_str(),
-                  std::string(10, '-').c_str(), std::string(10, '-').c_str(), std::string(10, '-').c_str(),
-                  std::string(10, '-').c_str(), std::string(10, '-').c_str(), std::string(11, '-').c_str(),
-                  std::string(8, '-').c_str(), std::string(9, '-').c_str(), std::string(8, '-').c_str());
-      const double ref = p.metrics[base_i].mean_latency_s;
-      for (size_t s = 0; s < specs.size(); ++s) {
-        const auto& m = p.metrics[s];
-        std::printf("| %-34s | %8.3f | %8.3f | %8.3f | %8.3f | %8.3f | %8.2f | %9.1f | %6.3f | %7lld | %6.3f |\n",
-                    labels[s].c_str(), m.mean_latency_s, m.p50_latency_s, m.p90_latency_s, m.p99_latency_s,
-                    m.mean_ttft_s, m.mean_tpot_s * 1000, m.throughput_tok_s, m.mean_acceptance,
-                    static_cast<long long>(m.preemptions), ref > 0 ? m.mean_latency_s / ref : 0.0);
-      }
+      print_sim_table(labels, p.metrics, base_i);
     }
     return 0;
   }

@@ -560,8 +560,10 @@ class BenchCmd : public Command {
     sub_->add_option("--fill", o_.fill, "how the depth enters the cache: synthetic (random K/V, no compute) | model (real prefill)")->capture_default_str();
     sub_->add_flag("--no-bandwidth", no_bw_, "skip the memory-bandwidth measurement");
     sub_->add_flag("--json", json_, "print JSON");
+    profile_ = attach_bench_profile(sub_);
   }
   int run() override {
+    if (bench_profile_requested(*profile_)) return run_bench_profile(*profile_, mf_, o_.threads);
     auto m = mf_.load();
     set_threads(o_.threads);
     const double bw = no_bw_ ? 0.0 : -1.0;  // measured beside each decode repetition
@@ -611,6 +613,7 @@ class BenchCmd : public Command {
  private:
   static int omp_threads();
   ModelFlags mf_;
+  std::shared_ptr<BenchProfileFlags> profile_;
   BenchOptions o_;
   std::vector<int64_t> depths_;
   std::string kvs_;
@@ -638,6 +641,7 @@ std::vector<std::unique_ptr<Command>> all_commands() {
   v.push_back(make_load_command());
   v.push_back(make_calibrate_command());
   v.push_back(make_simulate_command());
+  v.push_back(make_replay_command());
   return v;
 }
 

@@ -34,6 +34,20 @@ std::unique_ptr<Command> make_calibrate_command();
 // `harmonia simulate` (cli/cmd_simulate.cpp).
 std::unique_ptr<Command> make_simulate_command();
 
+// `harmonia replay` (cli/cmd_replay.cpp).
+std::unique_ptr<Command> make_replay_command();
+// `harmonia bench --profile` (cli/cmd_profile.cpp): its flags live on the bench
+// subcommand; bench runs it instead of the speed test when --profile is given.
+struct BenchProfileFlags;
+std::shared_ptr<BenchProfileFlags> attach_bench_profile(CLI::App* bench);
+bool bench_profile_requested(const BenchProfileFlags& f);
+struct ModelFlags;
+int run_bench_profile(const BenchProfileFlags& f, const ModelFlags& mf, int threads);
+// Text-like token ids for prompts and contexts: the eval harness's synthetic
+// story filler, tokenized by m's tokenizer (at least min_tokens of them), or
+// deterministic random ids when m has no tokenizer.
+std::vector<int32_t> filler_tokens(const Model& m, size_t min_tokens);
+
 // Flags shared by every command that needs a model: -m PATH | --preset NAME
 // [--dtype T] [--tokenizer PATH] [--seed S].
 struct ModelFlags {

@@ -41,8 +41,7 @@ Engine::Engine(const Model& target, const Model* draft, EngineOptions opts)
   if (o_.preempt != "pause" && o_.preempt != "recompute")
     fail(ErrorKind::InvalidInput, "engine: preempt must be pause or recompute, got '{}'", o_.preempt);
   if (draft_) spec::check_same_vocab(target, *draft_);
-  sched::PolicyContext ctx;
-  sched_ = sched::make_policy(o_.sched, ctx);
+  sched_ = sched::make_policy(o_.sched, o_.sched_context);
   t0_ms_ = now_ms();
   metrics_.kv_budget_bytes = o_.kv_budget_bytes;
 }
@@ -128,6 +127,7 @@ void Engine::admit_locked() {
     sr.prompt_tokens = static_cast<int64_t>(s.prompt_len);
     sr.max_new_tokens = s.r.max_tokens;
     if (s.r.predicted_tokens >= 0) sr.true_output_tokens = s.r.predicted_tokens;
+    sr.true_accepted = s.r.true_accepted;
     sched_->on_arrival(sr, now_s());
     const int64_t id = s.id;
     seqs_[id] = std::move(inbox_.front());

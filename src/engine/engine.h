@@ -48,6 +48,13 @@ struct EngineOptions {
   int max_queue = 256;           // admitted + waiting requests; more -> submit() throws QueueFull
   std::string preempt = "pause"; // pause (KV kept) | recompute (KV freed, re-prefilled later)
   int threads = 0;               // compute threads (0 = all cores)
+  // What the scheduler knows of this deployment: draft length n, the step time τ
+  // and prefill time of its estimates (LAPS-SD's R̂, mlfq/laps-sd thresholds in
+  // steps of τ), output-length samples for the cond-mean predictor. Build it
+  // with sched::CostProfile::policy_context (or sched::workload_policy_context)
+  // from a measured profile (`harmonia bench --profile`). The default (τ = 1 s,
+  // no prefill cost) is only right for policies that use no time estimates (fcfs).
+  sched::PolicyContext sched_context;
 };
 
 struct TokenInfo {
@@ -88,6 +95,7 @@ struct RequestOptions {
   int priority = 0;                       // informational (schedulers order by their own keys)
   int top_logprobs = -1;                  // -1: no logprobs; 0..20: logprob (+ that many alternatives)
   int64_t predicted_tokens = -1;          // output-length hint for sjf / oracle predictors (-1 = none)
+  std::vector<int32_t> true_accepted;     // per-step accepted counts of a recorded run (srpt-oracle in replay)
 };
 
 class QueueFull : public Error {

@@ -199,7 +199,7 @@ double CostProfile::draft_ms(int batch, double ctx) const {
   return interp1(batch_, by_batch, batch);
 }
 
-double CostProfile::verify_ms(int batch, int n, double ctx) const {
+double CostProfile::verify_ms(int batch, double n, double ctx) const {
   std::vector<double> by_batch;
   for (const auto& rows : verify_) {
     std::vector<double> by_n;
@@ -209,7 +209,7 @@ double CostProfile::verify_ms(int batch, int n, double ctx) const {
   return interp1(batch_, by_batch, batch);
 }
 
-double CostProfile::step_ms(int batch, int n, double ctx) const { return n * draft_ms(batch, ctx) + verify_ms(batch, n, ctx); }
+double CostProfile::step_ms(int batch, double n, double ctx) const { return n * draft_ms(batch, ctx) + verify_ms(batch, n, ctx); }
 
 double CostProfile::prefill_ms(int64_t tokens) const {
   return interp1(prefill_tokens_, prefill_ms_, static_cast<double>(tokens));

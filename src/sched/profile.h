@@ -48,10 +48,11 @@ class CostProfile {
 
   // ms for one draft token of a batch of `batch` sequences whose mean context is ctx_tokens.
   double draft_ms(int batch, double ctx_tokens) const;
-  // ms for one verification pass (n = draft_len drafts + 1 per sequence).
-  double verify_ms(int batch, int draft_len, double ctx_tokens) const;
+  // ms for one verification pass (n = draft_len drafts + 1 per sequence; a
+  // fractional draft_len is the mean over a batch whose members drafted different counts).
+  double verify_ms(int batch, double draft_len, double ctx_tokens) const;
   // τ: one speculative step = draft_len · draft_ms + verify_ms.
-  double step_ms(int batch, int draft_len, double ctx_tokens) const;
+  double step_ms(int batch, double draft_len, double ctx_tokens) const;
   // Prefill of one prompt.
   double prefill_ms(int64_t prompt_tokens) const;
   double preempt_ms() const { return preempt_ms_; }

@@ -36,6 +36,15 @@ void check_workload(const Workload& w, const SimOptions& o) {
   }
 }
 
+// Draft tokens of the request's next step: 0 for a prefill-only first step,
+// else its drafted trace's entry, else n.
+int32_t drafted_at(const SimState& s, const Workload& w, int n) {
+  if (w.first_step_prefill && !s.started) return 0;
+  if (!s.w->drafted.empty() && s.step < static_cast<int64_t>(s.w->drafted.size()))
+    return s.w->drafted[static_cast<size_t>(s.step)];
+  return n;
+}
+
 }  // namespace
 
 SimResult simulate(const Workload& w, Policy& policy, const CostProfile& prof, const SimOptions& o) {
@@ -81,15 +90,25 @@ SimResult simulate(const Workload& w, Policy& policy, const CostProfile& prof, c
       fail(ErrorKind::InvalidInput, "simulator: request {} needs {} KV tokens but the budget is {}", s.w->id,
            s.w->prompt_tokens + s.g + n + 1, o.max_kv_tokens);
     }
-    // Step cost from the profile.
-    double ctx = 0;
+    // Step cost from the profile: the decoding members draft (d_i tokens each;
+    // d = n without a drafted trace) and are verified in one pass, costed at the
+    // batch's mean d and mean context. Under first_step "prefill" a request's
+    // first step only prefills (it emits its first token without drafting).
+    double ctx = 0, drafted_sum = 0;
+    int b = 0;
     for (RequestId id : sel.run) {
       const SimState& s = st[idx.at(id)];
+      if (w.first_step_prefill && !s.started) continue;
+      ++b;
       ctx += static_cast<double>(s.w->prompt_tokens + s.g);
+      drafted_sum += drafted_at(s, w, n);
     }
-    ctx /= static_cast<double>(sel.run.size());
-    const int b = static_cast<int>(sel.run.size());
-    const double decode_ms = prof.step_ms(b, n, ctx);
+    double decode_ms = 0;
+    if (b > 0) {
+      ctx /= b;
+      const double d = drafted_sum / b;
+      decode_ms = d * prof.draft_ms(b, ctx) + prof.verify_ms(b, d, ctx);
+    }
     double ms = decode_ms;
     for (RequestId id : sel.run) {
       SimState& s = st[idx.at(id)];
@@ -119,14 +138,14 @@ SimResult simulate(const Workload& w, Policy& policy, const CostProfile& prof, c
       const int64_t e = std::min<int64_t>(a + 1, s.w->output_tokens - s.g);
       StepOutcome oc;
       oc.id = id;
-      oc.drafted = n;
+      oc.drafted = drafted_at(s, w, n);
       oc.accepted = a;
       oc.emitted = e;
       oc.prefill_tokens = s.started ? 0 : s.w->prompt_tokens;
       s.g += e;
       oc.finished = s.g >= s.w->output_tokens;
       ++s.step;
-      s.drafted += n;
+      s.drafted += oc.drafted;
       s.accepted += a;
       s.service_s += dt;
       if (s.est_valid) s.actual_s += decode_ms / 1000.0;
@@ -230,13 +249,31 @@ double mean_service_s(const Workload& w, const CostProfile& prof, int n, bool ch
   if (w.requests.empty()) return 0;
   double sum_ms = 0;
   for (const auto& r : w.requests) {
-    int64_t left = r.output_tokens, steps = 0;
-    for (size_t i = 0; i < r.accepted.size() && left > 0; ++i, ++steps) left -= r.accepted[i] + 1;
-    if (left > 0) steps += left;  // no trace: one token per step
+    int64_t left = r.output_tokens, steps = 0;  // steps that draft n
     const double ctx = static_cast<double>(r.prompt_tokens) + static_cast<double>(r.output_tokens) / 2;
+    for (size_t i = 0; i < r.accepted.size() && left > 0; ++i) {
+      left -= r.accepted[i] + 1;
+      if (i == 0 && w.first_step_prefill) continue;  // the prefill step: prefill only
+      if (r.drafted.empty()) ++steps;
+      else sum_ms += prof.step_ms(1, r.drafted[i], ctx);
+    }
+    if (left > 0) steps += left;  // no trace: one token per step
     sum_ms += static_cast<double>(steps) * prof.step_ms(1, n, ctx) + (charge_prefill ? prof.prefill_ms(r.prompt_tokens) : 0);
   }
   return sum_ms / 1000.0 / static_cast<double>(w.requests.size());
+}
+
+PolicyContext workload_policy_context(const Workload& w, const CostProfile& prof, int n, int batch) {
+  double mean_ctx = 0;
+  std::vector<int64_t> lengths;
+  for (const auto& r : w.requests) {
+    mean_ctx += static_cast<double>(r.prompt_tokens) + static_cast<double>(r.output_tokens) / 2;
+    lengths.push_back(r.output_tokens);
+  }
+  if (!w.requests.empty()) mean_ctx /= static_cast<double>(w.requests.size());
+  PolicyContext ctx = prof.policy_context(n, batch, mean_ctx);
+  ctx.length_samples = std::move(lengths);
+  return ctx;
 }
 
 std::string format_events(std::span<const SimEvent> events) {

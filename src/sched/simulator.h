@@ -83,6 +83,11 @@ double percentile(std::vector<double> v, double q);
 // Mean service time of a request served alone (B = 1): prefill + its trace's
 // steps at batch 1, in seconds. Load ρ = rate × this.
 double mean_service_s(const Workload& w, const CostProfile& profile, int draft_len, bool charge_prefill = true);
+// The PolicyContext that `simulate` and `replay` give the policies: τ from the
+// profile at (batch, draft_len, the workload's mean context prompt + L/2), the
+// profile's prefill time, and the workload's output lengths as the cond-mean
+// predictor's samples.
+PolicyContext workload_policy_context(const Workload& w, const CostProfile& profile, int draft_len, int batch);
 // The event log as text, one step per line ("t0 t1 ran=[..] pre=[..] fin=[..]"), for diffs and determinism checks.
 std::string format_events(std::span<const SimEvent> events);
 

@@ -44,6 +44,9 @@ void check_trace(const WorkloadRequest& r, int draft_len, const std::string& whe
     if (a < 0 || a > draft_len)
       fail(ErrorKind::InvalidInput, "{}: accepted[{}] = {} is outside 0..draft_len ({})", where, i, a, draft_len);
     tokens += a + 1;
+    if (!r.drafted.empty() && (r.drafted[i] < a || r.drafted[i] > draft_len))
+      fail(ErrorKind::InvalidInput, "{}: drafted[{}] = {} must be in accepted[{}] ({})..draft_len ({})", where, i,
+           r.drafted[i], i, a, draft_len);
   }
   if (tokens < r.output_tokens)
     fail(ErrorKind::InvalidInput,
@@ -62,7 +65,7 @@ Workload parse_workload(const std::string& text, const std::string& source) {
   bool seen_request = false, has_header = false;
   std::set<int64_t> ids;
   static const std::set<std::string> known = {"id", "arrival_s", "prompt_tokens", "prompt", "output_tokens",
-                                              "accepted", "class"};
+                                              "accepted", "drafted", "class"};
   while (std::getline(in, line)) {
     ++lineno;
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
@@ -82,8 +85,15 @@ Workload parse_workload(const std::string& text, const std::string& source) {
       if (j.contains("version") && j["version"] != 1)
         fail(ErrorKind::InvalidInput, "{}: workload version {} is not supported (expected 1)", where, j["version"].dump());
       for (const auto& [k, v] : j.items())
-        if (k != "format" && k != "version" && k != "draft_len" && k != "note")
-          fail(ErrorKind::InvalidInput, "{}: unknown header key '{}' (known: format, version, draft_len, note)", where, k);
+        if (k != "format" && k != "version" && k != "draft_len" && k != "note" && k != "first_step")
+          fail(ErrorKind::InvalidInput, "{}: unknown header key '{}' (known: format, version, draft_len, note, first_step)",
+               where, k);
+      if (j.contains("first_step")) {
+        if (j["first_step"] != "prefill" && j["first_step"] != "speculative")
+          fail(ErrorKind::InvalidInput, "{}: first_step is {}, expected \"prefill\" or \"speculative\"", where,
+               j["first_step"].dump());
+        w.first_step_prefill = j["first_step"] == "prefill";
+      }
       if (j.contains("draft_len")) w.draft_len = static_cast<int>(get_int(j["draft_len"], where + ": draft_len", 0));
       if (w.draft_len > 64) fail(ErrorKind::InvalidInput, "{}: draft_len {} is above 64", where, w.draft_len);
       if (j.contains("note") && j["note"].is_string()) w.note = j["note"].get<std::string>();
@@ -93,7 +103,7 @@ Workload parse_workload(const std::string& text, const std::string& source) {
     for (const auto& [k, v] : j.items())
       if (!known.count(k))
         fail(ErrorKind::InvalidInput,
-             "{}: unknown key '{}' (known: id, arrival_s, prompt_tokens, prompt, output_tokens, accepted, class)",
+             "{}: unknown key '{}' (known: id, arrival_s, prompt_tokens, prompt, output_tokens, accepted, drafted, class)",
              where, k);
     WorkloadRequest r;
     r.id = j.contains("id") ? get_int(j["id"], where + ": id", 0) : position;
@@ -125,7 +135,20 @@ Workload parse_workload(const std::string& text, const std::string& source) {
              "{{\"format\": \"{}\", \"version\": 1, \"draft_len\": N}})", where, kFormat);
       for (size_t i = 0; i < a.size(); ++i)
         r.accepted.push_back(static_cast<int32_t>(get_int(a[i], fmt::format("{}: accepted[{}]", where, i), 0)));
+      if (j.contains("drafted")) {
+        const json& d = j["drafted"];
+        if (!d.is_array() || d.size() != a.size())
+          fail(ErrorKind::InvalidInput, "{}: drafted must be an array of {} integers (one per step, as accepted)", where,
+               a.size());
+        for (size_t i = 0; i < d.size(); ++i)
+          r.drafted.push_back(static_cast<int32_t>(get_int(d[i], fmt::format("{}: drafted[{}]", where, i), 0)));
+      }
       check_trace(r, w.draft_len, where);
+      if (w.first_step_prefill && !r.accepted.empty() && r.accepted[0] != 0)
+        fail(ErrorKind::InvalidInput, "{}: first_step is \"prefill\" (the first step drafts nothing) but accepted[0] = {}",
+             where, r.accepted[0]);
+    } else if (j.contains("drafted")) {
+      fail(ErrorKind::InvalidInput, "{}: drafted needs accepted (one entry per step in both)", where);
     }
     w.requests.push_back(std::move(r));
     seen_request = true;
@@ -141,6 +164,7 @@ Workload load_workload(const std::string& path) { return parse_workload(read_fil
 std::string workload_to_jsonl(const Workload& w) {
   std::string out;
   json h{{"format", kFormat}, {"version", 1}, {"draft_len", w.draft_len}};
+  if (w.first_step_prefill) h["first_step"] = "prefill";
   if (!w.note.empty()) h["note"] = w.note;
   out += h.dump() + "\n";
   for (const auto& r : w.requests) {
@@ -152,6 +176,7 @@ std::string workload_to_jsonl(const Workload& w) {
     j["output_tokens"] = r.output_tokens;
     if (!r.cls.empty()) j["class"] = r.cls;
     if (!r.accepted.empty()) j["accepted"] = r.accepted;
+    if (!r.drafted.empty()) j["drafted"] = r.drafted;
     out += j.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
   }
   return out;
@@ -304,7 +329,12 @@ SyntheticSpec parse_synthetic(const std::string& text) {
     c.prompt_sigma = rd.get_double("prompt_sigma", c.prompt_sigma, 0, 5);
     c.output_median = rd.get_double("output", c.output_median, 1, 1e7);
     c.output_sigma = rd.get_double("output_sigma", c.output_sigma, 0, 5);
+    c.prompt_max = rd.get_int("prompt_max", c.prompt_max, 1, 10'000'000);
+    c.output_min = rd.get_int("output_min", c.output_min, 1, 10'000'000);
     c.output_max = rd.get_int("output_max", c.output_max, 1, 10'000'000);
+    if (c.output_min > c.output_max)
+      fail(ErrorKind::InvalidInput, "synthetic workload 'single': output_min {} is above output_max {}", c.output_min,
+           c.output_max);
     c.accept.kind = parse_kind(rd.get_choice("accept", "stationary", {"stationary", "drifting", "bimodal"}), "single");
     c.accept.alpha_mean = rd.get_double("alpha", c.accept.alpha_mean, 0.001, 0.999);
     read_accept_options(rd, c.accept);
@@ -376,7 +406,16 @@ void fill_missing_traces(Workload& w, const AcceptanceModel& m, int draft_len, u
   for (auto& r : w.requests)
     if (r.accepted.empty()) {
       Rng rng(derive_seed(seed ^ 0x5EEDull, static_cast<uint64_t>(r.id)));
-      r.accepted = draw_trace(m, rng, r.output_tokens, draft_len);
+      if (w.first_step_prefill) {  // the prefill step emits one token without drafting
+        r.accepted = {0};
+        r.drafted.clear();
+        if (r.output_tokens > 1) {
+          const auto rest = draw_trace(m, rng, r.output_tokens - 1, draft_len);
+          r.accepted.insert(r.accepted.end(), rest.begin(), rest.end());
+        }
+      } else {
+        r.accepted = draw_trace(m, rng, r.output_tokens, draft_len);
+      }
     }
 }
 

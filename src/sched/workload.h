@@ -16,6 +16,14 @@
 // - accepted (optional): accepted draft tokens of each step, 0..draft_len (the
 //   header's draft_len is then required); the steps must yield at least
 //   output_tokens tokens (each step gives accepted + 1).
+// - drafted (optional, with accepted): draft tokens proposed in each step,
+//   accepted[i] <= drafted[i] <= draft_len (a recorded replay writes it: prompt
+//   lookup may propose fewer than n, the last step drafts only what is left).
+//   Without it every step drafts draft_len.
+// Header key first_step (optional): "speculative" (default; the simulator's
+// first step of a request prefills and also drafts) or "prefill" (as the
+// engine runs it: the first step prefills and emits one token without
+// drafting; accepted[0] must then be 0). `harmonia replay --record` writes "prefill".
 // - id (optional, unique; default: the line's position), class (optional label).
 // Blank lines are skipped; unknown keys are errors (typos must not pass silently).
 #include <cstdint>
@@ -34,12 +42,14 @@ struct WorkloadRequest {
   std::string prompt;             // optional text
   int64_t output_tokens = 0;      // true output length L
   std::vector<int32_t> accepted;  // [steps] accepted draft tokens per step; empty = none recorded
+  std::vector<int32_t> drafted;   // [steps] drafted tokens per step; empty = draft_len every step
   std::string cls;                // optional class label
 };
 
 struct Workload {
   std::vector<WorkloadRequest> requests;  // sorted by (arrival_s, id)
   int draft_len = 0;                      // n of the acceptance traces (0 = no traces)
+  bool first_step_prefill = false;        // header first_step "prefill": step 0 prefills + emits 1, no drafts
   std::string source;                     // file name or synthetic spec
   std::string note;
 };
@@ -100,7 +110,7 @@ struct SyntheticSpec {
 
 // "reference[:requests=1000:seed=1:rate=1:draft_len=4:accept=mixed|stationary|drifting|bimodal]"
 // — the documented reference mix (chat / code / reasoning classes, see
-// docs/scheduling.md); or "single[:prompt=100:prompt_sigma=0.5:output=200:
+// docs/scheduling.md); or "single[:prompt=100:prompt_sigma=0.5:prompt_max=8192:output=200:output_min=1:
 // output_sigma=0.8:output_max=4096:alpha=0.7:alpha_conc=10:accept=stationary|drifting|bimodal
 // :requests=..:seed=..:rate=..:draft_len=..]". Throws Error(InvalidInput).
 SyntheticSpec parse_synthetic(const std::string& spec);
@@ -112,7 +122,8 @@ Workload generate_workload(const SyntheticSpec& s);
 void set_poisson_arrivals(Workload& w, double rate, uint64_t seed);
 // Arrival times scaled so the mean rate is `rate` (keeps the burst pattern of a recorded trace).
 void scale_arrivals(Workload& w, double rate);
-// Draws traces (with `draft_len`) for requests that have none.
+// Draws traces (with `draft_len`) for requests that have none (after a leading
+// 0 for the prefill step when w.first_step_prefill).
 void fill_missing_traces(Workload& w, const AcceptanceModel& m, int draft_len, uint64_t seed);
 
 }  // namespace harmonia::sched

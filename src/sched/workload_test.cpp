@@ -165,3 +165,64 @@ TEST(SchedWorkload, SyntheticSpecErrors) {
   EXPECT_NO_THROW(parse_acceptance("bimodal:alpha_mean=0.8:p_switch=0.1"));
   EXPECT_THROW(parse_acceptance("gaussian"), Error);
 }
+
+// Recorded replays write per-step drafted counts and first_step "prefill"; both round-trip.
+TEST(SchedWorkload, DraftedTraceAndFirstStepRoundTrip) {
+  const std::string text = R"({"format": "harmonia.workload", "version": 1, "draft_len": 4, "first_step": "prefill"})"
+                           "\n"
+                           R"({"id": 1, "arrival_s": 0, "prompt_tokens": 10, "output_tokens": 6, "accepted": [0, 2, 1, 0], "drafted": [0, 4, 2, 0]})"
+                           "\n";
+  const Workload w = parse_workload(text, "w.jsonl");
+  EXPECT_TRUE(w.first_step_prefill);
+  EXPECT_EQ(w.requests[0].drafted, (std::vector<int32_t>{0, 4, 2, 0}));
+  const Workload back = parse_workload(workload_to_jsonl(w), "back.jsonl");
+  EXPECT_TRUE(back.first_step_prefill);
+  EXPECT_EQ(back.requests[0].accepted, w.requests[0].accepted);
+  EXPECT_EQ(back.requests[0].drafted, w.requests[0].drafted);
+  // Without the header key the default stays "speculative" and is not written.
+  const Workload plain = parse_workload(std::string(kHeader) + "\n" +
+                                            R"({"arrival_s": 0, "prompt_tokens": 1, "output_tokens": 2, "accepted": [1]})",
+                                        "p.jsonl");
+  EXPECT_FALSE(plain.first_step_prefill);
+  EXPECT_EQ(workload_to_jsonl(plain).find("first_step"), std::string::npos);
+}
+
+TEST(SchedWorkload, DraftedTraceErrors) {
+  const std::string h = std::string(kHeader) + "\n";
+  EXPECT_NE(error_of(h + R"({"arrival_s": 0, "prompt_tokens": 3, "output_tokens": 3, "accepted": [2], "drafted": [1]})")
+                .find("drafted[0] = 1 must be in accepted[0] (2)..draft_len (4)"),
+            std::string::npos);
+  EXPECT_NE(error_of(h + R"({"arrival_s": 0, "prompt_tokens": 3, "output_tokens": 3, "accepted": [2], "drafted": [5]})")
+                .find("drafted[0] = 5"),
+            std::string::npos);
+  EXPECT_NE(error_of(h + R"({"arrival_s": 0, "prompt_tokens": 3, "output_tokens": 3, "accepted": [2, 0], "drafted": [2]})")
+                .find("drafted must be an array of 2 integers"),
+            std::string::npos);
+  EXPECT_NE(error_of(h + R"({"arrival_s": 0, "prompt_tokens": 3, "output_tokens": 3, "drafted": [2]})")
+                .find("drafted needs accepted"),
+            std::string::npos);
+  const std::string hp = R"({"format": "harmonia.workload", "version": 1, "draft_len": 4, "first_step": "prefill"})" "\n";
+  EXPECT_NE(error_of(hp + R"({"arrival_s": 0, "prompt_tokens": 3, "output_tokens": 3, "accepted": [2]})")
+                .find("accepted[0] = 2"),
+            std::string::npos);
+  EXPECT_NE(error_of(R"({"format": "harmonia.workload", "version": 1, "first_step": "both"})" "\n" +
+                     std::string(R"({"arrival_s": 0, "prompt_tokens": 3, "output_tokens": 3})"))
+                .find("first_step is \"both\""),
+            std::string::npos);
+}
+
+TEST(SchedWorkload, FillMissingTracesAfterPrefillStep) {
+  Workload w = parse_workload(R"({"format": "harmonia.workload", "version": 1, "first_step": "prefill"})"
+                              "\n"
+                              R"({"arrival_s": 0, "prompt_tokens": 3, "output_tokens": 40})",
+                              "f.jsonl");
+  fill_missing_traces(w, AcceptanceModel{}, 4, 7);
+  const auto& a = w.requests[0].accepted;
+  ASSERT_FALSE(a.empty());
+  EXPECT_EQ(a[0], 0);
+  int64_t tokens = 0;
+  for (int32_t x : a) tokens += x + 1;
+  EXPECT_GE(tokens, 40);
+  // It reloads: the prefill step's 0 is in place.
+  EXPECT_NO_THROW(parse_workload(workload_to_jsonl(w), "g.jsonl"));
+}

@@ -1,0 +1,217 @@
+// `harmonia replay`: a workload file through the real serving engine in real
+// time, per scheduling policy (engine/replay.h), with the simulator's metrics
+// table; --record writes the per-request acceptance traces for `simulate`.
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <iostream>
+
+#include "cli/commands.h"
+#include "cli/sched_table.h"
+#include "common/error.h"
+#include "engine/replay.h"
+#include "model/forward.h"
+#include "sched/profile.h"
+#include "sched/simulator.h"
+#include "sched/workload.h"
+
+namespace harmonia::cli {
+
+using nlohmann::json;
+
+namespace {
+
+class ReplayCmd : public Command {
+ public:
+  void attach(CLI::App& app) override {
+    sub_ = app.add_subcommand("replay",
+                              "run a workload file through the real serving engine in real time (arrivals honoured) "
+                              "per scheduling policy: latency, TTFT, TPOT, throughput, acceptance, preemptions");
+    mf_.attach(sub_);
+    sub_->add_option("--draft", draft_path_, "draft model for speculative decoding (same vocabulary)");
+    sub_->add_option("--spec", spec_.drafter, "drafter without a second model: ngram | layerskip | none")->capture_default_str();
+    sub_->add_option("--draft-n", spec_.n, "draft tokens per step n")->capture_default_str();
+    sub_->add_option("--draft-layers", spec_.layers, "layerskip: draft depth (default: half the layers)");
+    sub_->add_option("--workload", workload_, "workload file (JSON lines; docs/scheduling.md)")->required();
+    sub_->add_option("--sched", sched_, "policies, comma list with inline options (name:k=v:k=v)")->capture_default_str();
+    sub_->add_option("--profile", profile_,
+                     "cost profile (harmonia bench --profile) for the policies' time estimates and --loads/--compare")
+        ->required();
+    sub_->add_option("--batch", eo_.max_seqs, "sequences per engine step B")->capture_default_str();
+    sub_->add_option("--token-budget", eo_.token_budget, "tokens per step over all sequences")->capture_default_str();
+    sub_->add_option("--prefill-chunk", eo_.prefill_chunk, "prompt tokens per sequence per step")->capture_default_str();
+    sub_->add_option("--preempt", eo_.preempt, "pause (KV kept) | recompute (KV freed)")->capture_default_str();
+    sub_->add_option("-c,--ctx", eo_.ctx, "context size per sequence (default: the model's)");
+    sub_->add_option("--kv", kv_, "KV policy of every request (name:k=v)")->capture_default_str();
+    sub_->add_option("-t,--threads", threads_, "compute threads (default: all cores)");
+    sub_->add_option("--rates", rates_, "arrival rates to replay at, requests/s: the file's arrivals rescaled (comma list)")
+        ->delimiter(',');
+    sub_->add_option("--loads", loads_,
+                     "loads instead: rate = load / mean service time alone (from the workload's traces and the profile)")
+        ->delimiter(',');
+    sub_->add_option("--record", record_, "write the first run's workload with its recorded acceptance traces to FILE");
+    sub_->add_flag("--compare", compare_,
+                   "also simulate each point with the workload's own traces and the profile; print simulated vs "
+                   "measured mean latency");
+    sub_->add_option("--baseline", baseline_, "policy label the 'x base' column divides by (default: the first)");
+    sub_->add_flag("--json", json_, "print JSON instead of tables");
+  }
+
+  int run() override {
+    if (!draft_path_.empty()) {
+      if (spec_.drafter != "none") fail(ErrorKind::InvalidInput, "give either --draft MODEL or --spec, not both");
+      spec_.drafter = "draft";
+    }
+    spec_.validate();
+    if (!rates_.empty() && !loads_.empty()) fail(ErrorKind::InvalidInput, "give --rates or --loads, not both");
+    for (double r : rates_)
+      if (!(r > 0)) fail(ErrorKind::InvalidInput, "--rates: {} is not a positive rate", r);
+    for (double l : loads_)
+      if (!(l > 0)) fail(ErrorKind::InvalidInput, "--loads: {} is not a positive load", l);
+    const sched::Workload base = sched::load_workload(workload_);
+    const bool traced = std::all_of(base.requests.begin(), base.requests.end(),
+                                    [](const sched::WorkloadRequest& r) { return !r.accepted.empty(); });
+    if ((compare_ || !loads_.empty()) && !traced)
+      fail(ErrorKind::InvalidInput, "{}: --compare and --loads need an acceptance trace for every request (record one "
+           "with --record first)", workload_);
+    if ((compare_ || !loads_.empty()) && base.draft_len != spec_.n)
+      fail(ErrorKind::InvalidInput, "{}: its traces use draft_len {} but --draft-n is {}", workload_, base.draft_len, spec_.n);
+    const sched::CostProfile prof = sched::CostProfile::load(profile_);
+
+    set_threads(threads_);
+    eo_.threads = threads_;
+    auto m = mf_.load();
+    std::unique_ptr<Model> draft;
+    if (!draft_path_.empty()) draft = load_model(draft_path_);
+    const auto kvs = kv::parse_policy_list(kv_, {});
+    if (kvs.size() != 1) fail(ErrorKind::InvalidInput, "replay takes one --kv policy, got '{}'", kv_);
+    const std::vector<int32_t> filler = filler_tokens(*m, 4096);
+    std::vector<std::vector<int32_t>> prompts;
+    for (const auto& r : base.requests) prompts.push_back(engine::make_prompt(*m, r, filler));
+    // Simulate with the prompt lengths the engine actually sees.
+    sched::Workload sim_base = base;
+    for (size_t i = 0; i < base.requests.size(); ++i)
+      sim_base.requests[i].prompt_tokens = static_cast<int64_t>(prompts[i].size());
+
+    const auto specs = sched::parse_policy_list(sched_);
+    std::vector<std::string> labels;
+    for (const auto& s : specs) labels.push_back(s.label());
+    size_t base_i = 0;
+    if (!baseline_.empty()) {
+      auto it = std::find(labels.begin(), labels.end(), baseline_);
+      if (it == labels.end()) fail(ErrorKind::InvalidInput, "--baseline '{}' is not one of: {}", baseline_, join(labels));
+      base_i = static_cast<size_t>(it - labels.begin());
+    }
+    const int n = spec_.n;
+    const sched::PolicyContext ctx = sched::workload_policy_context(sim_base, prof, n, eo_.max_seqs);
+    for (const auto& s : specs) sched::make_policy(s, ctx);  // reject bad specs before running anything
+    eo_.sched_context = ctx;
+
+    double service_s = NAN;
+    if (traced && base.draft_len == n) service_s = sched::mean_service_s(sim_base, prof, n);
+    std::vector<double> rates = rates_;
+    for (double l : loads_) rates.push_back(l / service_s);
+    const bool sweep = !rates.empty();
+    if (!sweep) rates.push_back(0);
+
+    engine::ReplayOptions ro;
+    ro.engine = eo_;
+    ro.spec = spec_;
+    ro.kv = kvs[0];
+    if (!json_)
+      std::printf("replay %s: %zu requests | target %s | drafter %s n=%d | B=%d | profile %s (step %.3f ms) | %s\n",
+                  workload_.c_str(), base.requests.size(), m->path.c_str(),
+                  draft ? draft->path.c_str() : spec_.drafter.c_str(), n, eo_.max_seqs, profile_.c_str(),
+                  ctx.step_s * 1000, std::isnan(service_s) ? "" : fmt::format("mean service alone {:.4f} s", service_s).c_str());
+    json points = json::array();
+    bool recorded = false;
+    for (double rate : rates) {
+      sched::Workload w = sim_base;
+      if (sweep) sched::scale_arrivals(w, rate);
+      std::vector<sched::SimMetrics> measured, simulated;
+      std::vector<engine::ReplayRun> runs;
+      json rows = json::array();
+      for (size_t s = 0; s < specs.size(); ++s) {
+        std::string spec_text = specs[s].name;  // back to "name:k=v:..." for EngineOptions::sched
+        for (const auto& [k, v] : specs[s].options) spec_text += ":" + k + "=" + v;
+        engine::ReplayRun r = engine::replay(*m, draft.get(), w, prompts, spec_text, ro);
+        if (!record_.empty() && !recorded) {
+          sched::save_workload(record_, r.recorded);
+          recorded = true;
+        }
+        measured.push_back(r.metrics);
+        json row = sim_metrics_json(r.metrics);
+        row["policy"] = labels[s];
+        row["steps"] = r.steps;
+        row["wall_s"] = r.wall_s;
+        row["max_submit_lag_ms"] = r.max_submit_lag_ms;
+        if (compare_) {
+          auto pol = sched::make_policy(specs[s], ctx);
+          sched::SimOptions so;
+          so.max_seqs = eo_.max_seqs;
+          so.draft_len = n;
+          const sched::SimResult sr = sched::simulate(w, *pol, prof, so);
+          simulated.push_back(sr.metrics);
+          row["simulated"] = sim_metrics_json(sr.metrics);
+        }
+        rows.push_back(row);
+      }
+      const double load = std::isnan(service_s) || !sweep ? NAN : rate * service_s;
+      points.push_back({{"rate_req_s", sweep ? json(rate) : json(nullptr)},
+                        {"load", std::isnan(load) ? json(nullptr) : json(load)},
+                        {"results", rows}});
+      if (json_) continue;
+      if (sweep) std::printf("\n### rate %.3f req/s%s (measured)\n\n", rate,
+                             std::isnan(load) ? "" : fmt::format(" (load {:.2f})", load).c_str());
+      else std::printf("\n### arrivals as recorded (measured)\n\n");
+      print_sim_table(labels, measured, base_i);
+      if (compare_) {
+        std::printf("\nsimulated (same workload, its traces, the profile) vs measured mean latency:\n\n");
+        std::printf("| %-34s | %10s | %10s | %8s | %10s | %10s |\n", "policy", "sim mean s", "real mean s", "sim/real",
+                    "sim p99 s", "real p99 s");
+        std::printf("|%s|%s|%s|%s|%s|%s|\n", std::string(36, '-').c_str(), std::string(12, '-').c_str(),
+                    std::string(12, '-').c_str(), std::string(10, '-').c_str(), std::string(12, '-').c_str(),
+                    std::string(12, '-').c_str());
+        for (size_t s = 0; s < specs.size(); ++s)
+          std::printf("| %-34s | %10.4f | %10.4f | %8.3f | %10.4f | %10.4f |\n", labels[s].c_str(),
+                      simulated[s].mean_latency_s, measured[s].mean_latency_s,
+                      simulated[s].mean_latency_s / measured[s].mean_latency_s, simulated[s].p99_latency_s,
+                      measured[s].p99_latency_s);
+      }
+      std::fflush(stdout);
+    }
+    if (json_)
+      std::cout << dump_json(json{{"workload", workload_},
+                                  {"requests", base.requests.size()},
+                                  {"target", m->path},
+                                  {"drafter", draft ? draft->path : spec_.drafter},
+                                  {"draft_len", n},
+                                  {"batch", eo_.max_seqs},
+                                  {"profile", profile_},
+                                  {"step_ms_ref", ctx.step_s * 1000},
+                                  {"mean_service_s", std::isnan(service_s) ? json(nullptr) : json(service_s)},
+                                  {"points", points}},
+                             2)
+                << "\n";
+    return 0;
+  }
+
+ private:
+  ModelFlags mf_;
+  engine::EngineOptions eo_;
+  spec::SpecOptions spec_;
+  std::string draft_path_, workload_, profile_, record_, baseline_, kv_ = "full";
+  std::string sched_ = "fcfs,sjf,srpt-oracle,las,mlfq,laps-sd";
+  std::vector<double> rates_, loads_;
+  int threads_ = 0;
+  bool compare_ = false, json_ = false;
+
+ public:
+  ReplayCmd() { eo_.max_seqs = 1; }  // B = 1 by default, as `simulate` (the paper's server model)
+};
+
+}  // namespace
+
+std::unique_ptr<Command> make_replay_command() { return std::make_unique<ReplayCmd>(); }
+
+}  // namespace harmonia::cli

@@ -1,0 +1,96 @@
+// The simulator's step costing for workloads recorded from the engine: a
+// prefill-only first step (header first_step "prefill") and per-step drafted
+// counts, against hand-computed times on a flat profile.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "sched/policy.h"
+#include "sched/profile.h"
+#include "sched/simulator.h"
+#include "sched/workload.h"
+
+using namespace harmonia::sched;
+
+namespace {
+
+// draft 1 ms/token, verify 10 ms per pass (any n, batch, context), prefill 2 ms/token.
+const CostProfile& flat() {
+  static const CostProfile p = CostProfile::constant(1.0, 10.0, 2.0);
+  return p;
+}
+
+SimResult run(const Workload& w, int batch = 1) {
+  auto pol = make_policy("fcfs", flat().policy_context(4));
+  SimOptions o;
+  o.max_seqs = batch;
+  o.draft_len = 4;
+  return simulate(w, *pol, flat(), o);
+}
+
+Workload one(bool prefill_step, bool drafted) {
+  const std::string head = std::string(R"({"format": "harmonia.workload", "version": 1, "draft_len": 4)") +
+                           (prefill_step ? R"(, "first_step": "prefill"})" : "}");
+  const std::string req = std::string(R"({"id": 0, "arrival_s": 0, "prompt_tokens": 5, "output_tokens": 4, "accepted": [0, 1, 1])") +
+                          (drafted ? R"(, "drafted": [0, 2, 1]})" : "}");
+  return parse_workload(head + "\n" + req + "\n", "one.jsonl");
+}
+
+}  // namespace
+
+TEST(SchedSimulator, SpeculativeFirstStepIsTheDefault) {
+  // prefill 5·2 = 10 ms with a full step 4·1 + 10; then two more steps of 14 ms.
+  const SimResult r = run(one(false, false));
+  ASSERT_EQ(r.requests.size(), 1u);
+  EXPECT_NEAR(r.requests[0].finish_s, 0.052, 1e-12);
+  EXPECT_NEAR(r.requests[0].first_token_s, 0.024, 1e-12);
+  EXPECT_EQ(r.requests[0].drafted, 12);
+}
+
+TEST(SchedSimulator, PrefillOnlyFirstStep) {
+  // 10 ms prefill emitting one token, then two steps of 4·1 + 10 ms.
+  const SimResult r = run(one(true, false));
+  EXPECT_NEAR(r.requests[0].first_token_s, 0.010, 1e-12);
+  EXPECT_NEAR(r.requests[0].finish_s, 0.038, 1e-12);
+  EXPECT_EQ(r.requests[0].drafted, 8);
+  EXPECT_EQ(r.requests[0].output_tokens, 4);
+}
+
+TEST(SchedSimulator, DraftedTraceSetsCostAndAcceptance) {
+  // 10 ms prefill; 2·1 + 10 ms; 1·1 + 10 ms.
+  const Workload w = one(true, true);
+  const SimResult r = run(w);
+  EXPECT_NEAR(r.requests[0].finish_s, 0.033, 1e-12);
+  EXPECT_EQ(r.requests[0].drafted, 3);
+  EXPECT_EQ(r.requests[0].accepted, 2);
+  EXPECT_NEAR(r.metrics.mean_acceptance, 2.0 / 3.0, 1e-12);
+  EXPECT_NEAR(mean_service_s(w, flat(), 4), 0.033, 1e-12);
+}
+
+TEST(SchedSimulator, BatchMixesPrefillAndMeanDraftLength) {
+  const Workload w = parse_workload(
+      R"({"format": "harmonia.workload", "version": 1, "draft_len": 4, "first_step": "prefill"})"
+      "\n"
+      R"({"id": 0, "arrival_s": 0, "prompt_tokens": 5, "output_tokens": 3, "accepted": [0, 1], "drafted": [0, 2]})"
+      "\n"
+      R"({"id": 1, "arrival_s": 0, "prompt_tokens": 3, "output_tokens": 2, "accepted": [0, 0], "drafted": [0, 1]})"
+      "\n",
+      "two.jsonl");
+  const SimResult r = run(w, 2);
+  // Step 1: both only prefill (10 + 6 ms). Step 2: both decode, mean d = 1.5: 1.5·1 + 10 ms.
+  ASSERT_EQ(r.requests.size(), 2u);
+  for (const auto& q : r.requests) {
+    EXPECT_NEAR(q.first_token_s, 0.016, 1e-12);
+    EXPECT_NEAR(q.finish_s, 0.0275, 1e-12);
+  }
+}
+
+TEST(SchedSimulator, WorkloadPolicyContextUsesProfileAndLengths) {
+  const Workload w = one(false, false);
+  const PolicyContext c = workload_policy_context(w, flat(), 4, 1);
+  EXPECT_EQ(c.draft_len, 4);
+  EXPECT_NEAR(c.step_s, 0.014, 1e-12);
+  ASSERT_TRUE(c.prefill_s);
+  EXPECT_NEAR(c.prefill_s(5), 0.010, 1e-12);
+  EXPECT_EQ(c.length_samples, (std::vector<int64_t>{4}));
+}
