@@ -125,7 +125,9 @@ TEST(Engine, SpeculativeGreedyEqualsPlainGreedyForEveryDrafterAndPolicy) {
       EXPECT_EQ(c.error, "");
       EXPECT_EQ(c.tokens, want);
       EXPECT_GT(c.usage.drafted, 0);
-      if (drafter == "draft") EXPECT_EQ(c.usage.accepted, c.usage.drafted);  // same weights: all accepted
+      if (drafter == "draft") {
+        EXPECT_EQ(c.usage.accepted, c.usage.drafted);  // same weights: all accepted
+      }
     }
   }
 }

@@ -148,8 +148,12 @@ TEST(H2O, BudgetsAndBytes) {
                             std::pair{Options{}, int64_t{4 + 4}}}) {
     auto p = make_policy("h2o", s, opts);
     run(*p, x, 40, 16, true, [&](int64_t n) {
-      if (n == 40) EXPECT_EQ(p->bytes(), p->bytes_at(40));
-      if (n >= 40) EXPECT_EQ(p->n_stored(), kept);
+      if (n == 40) {
+        EXPECT_EQ(p->bytes(), p->bytes_at(40));
+      }
+      if (n >= 40) {
+        EXPECT_EQ(p->n_stored(), kept);
+      }
     });
     const size_t rows = 2 * 2 * kept;
     EXPECT_EQ(p->bytes(), (ByteLedger{{"keys", rows * 16 * 4}, {"values", rows * 16 * 4}, {"scores", rows * 4}}));

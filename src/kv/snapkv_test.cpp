@@ -152,7 +152,9 @@ TEST(SnapKV, BudgetsAndBytes) {
     ByteLedger at_prompt;
     run(*p, x, 100, 32, true, [&](int64_t n) {
       if (n == 100) at_prompt = p->bytes();
-      if (n >= 100) EXPECT_EQ(p->n_stored(), kept + n - 100);
+      if (n >= 100) {
+        EXPECT_EQ(p->n_stored(), kept + n - 100);
+      }
     });
     EXPECT_EQ(at_prompt, p->bytes_at(100));
     const size_t half = 3 * 2 * kept * 16 * 4;
@@ -170,7 +172,9 @@ TEST(SnapKV, ObservationWindowBufferedAcrossChunksIsCounted) {
     std::vector<float> o(10 * x.q_dim());
     c.append(0, 10, x.K(0, t0), x.V(0, t0));
     c.attend(0, 10, x.Q(0, t0), o.data());
-    if (t0 < 20) EXPECT_EQ(c.bytes().at("queries"), 6 * 4 * 8 * 4u);
+    if (t0 < 20) {
+      EXPECT_EQ(c.bytes().at("queries"), 6 * 4 * 8 * 4u);
+    }
     c.commit(10);
   }
   EXPECT_EQ(c.bytes().count("queries"), 0u);
