@@ -6,8 +6,6 @@
 #include <cmath>
 #include <cstring>
 
-#include <cblas.h>
-
 #include "common/error.h"
 #include "kv/options.h"
 #include "tensor/ops.h"
@@ -18,14 +16,69 @@
 
 namespace harmonia::kv {
 
+void causal_attention(const Shape& s, int64_t n_q, const float* q, const float* k, const float* v,
+                      int64_t n_keys, int64_t head_stride, float* out) {
+  const int hd = s.head_dim;
+  const int group = s.n_heads / s.n_kv_heads;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  const int64_t jobs = static_cast<int64_t>(s.n_kv_heads) * n_q;
+#pragma omp parallel
+  {
+    std::vector<float> scores;  // [group][n_keys]
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t job = 0; job < jobs; ++job) {
+      const int kvh = static_cast<int>(job % s.n_kv_heads);
+      const int64_t i = job / s.n_kv_heads;
+      const int64_t n_see = n_keys - n_q + i + 1;  // keys 0..n_see-1 are visible
+      const float* kh = k + kvh * head_stride;
+      const float* vh = v + kvh * head_stride;
+      scores.resize(static_cast<size_t>(group) * n_see);
+      // Scores for the whole GQA group while each key row is hot.
+      for (int64_t t = 0; t < n_see; ++t) {
+        const float* kt = kh + t * hd;
+        for (int g = 0; g < group; ++g) {
+          const float* qh = q + (i * s.n_heads + kvh * group + g) * hd;
+          float d = 0.0f;
+#pragma omp simd reduction(+ : d)
+          for (int j = 0; j < hd; ++j) d += qh[j] * kt[j];
+          scores[g * n_see + t] = d * scale;
+        }
+      }
+      for (int g = 0; g < group; ++g) {
+        float* sc = scores.data() + g * n_see;
+        float mx = -INFINITY;
+        for (int64_t t = 0; t < n_see; ++t) mx = std::max(mx, sc[t]);
+        float sum = 0.0f;
+        for (int64_t t = 0; t < n_see; ++t) {
+          sc[t] = std::exp(sc[t] - mx);
+          sum += sc[t];
+        }
+        const float inv = 1.0f / sum;
+        for (int64_t t = 0; t < n_see; ++t) sc[t] *= inv;
+      }
+      for (int g = 0; g < group; ++g) {
+        float* o = out + (i * s.n_heads + kvh * group + g) * hd;
+        std::fill(o, o + hd, 0.0f);
+      }
+      for (int64_t t = 0; t < n_see; ++t) {
+        const float* vt = vh + t * hd;
+        for (int g = 0; g < group; ++g) {
+          float* o = out + (i * s.n_heads + kvh * group + g) * hd;
+          const float p = scores[g * n_see + t];
+#pragma omp simd
+          for (int j = 0; j < hd; ++j) o[j] += p * vt[j];
+        }
+      }
+    }
+  }
+}
+
 namespace {
 
 // Query i of kv head kvh (queries of the GQA group share each key row):
 // probabilities left in scores [group][n_see], output written. Key t is at
-// physical row t (t < split) or t + skip: two contiguous runs. Scores and the
-// probability-weighted sum of V rows are single-threaded BLAS calls over each
-// run (sgemv for one query head per kv head, sgemm for a GQA group):
-// S[g][t] = scale * q_g . k_t, out_g = sum_t P[g][t] v_t.
+// physical row t (t < split) or t + skip: two contiguous runs. The arithmetic
+// is causal_attention's.
 inline void attend_query(const Shape& s, int kvh, int64_t i, int64_t n_q, const float* q, const float* k,
                          const float* v, int64_t n_keys, int64_t head_stride, int64_t split, int64_t skip,
                          std::vector<float>& scores, float* out) {
@@ -36,19 +89,20 @@ inline void attend_query(const Shape& s, int kvh, int64_t i, int64_t n_q, const 
   const int64_t n_first = std::min(split, n_see);  // keys of the first run
   const float* kh = k + kvh * head_stride;
   const float* vh = v + kvh * head_stride;
-  const float* qg = q + (i * s.n_heads + kvh * group) * hd;  // [group][hd]
-  float* og = out + (i * s.n_heads + kvh * group) * hd;      // [group][hd]
   scores.resize(static_cast<size_t>(group) * n_see);
-  const auto bi = [](int64_t x) { return static_cast<blasint>(x); };
   for (int run = 0; run < 2; ++run) {
     const int64_t t0 = run == 0 ? 0 : n_first, t1 = run == 0 ? n_first : n_see;
-    if (t1 <= t0) continue;
-    const float* kr = kh + ((run == 0 ? 0 : skip) + t0) * hd;
-    if (group == 1)
-      cblas_sgemv(CblasRowMajor, CblasNoTrans, bi(t1 - t0), hd, scale, kr, hd, qg, 1, 0.0f, scores.data() + t0, 1);
-    else
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, group, bi(t1 - t0), hd, scale, qg, hd, kr, hd, 0.0f,
-                  scores.data() + t0, bi(n_see));
+    const float* kr = kh + (run == 0 ? 0 : skip) * hd;
+    for (int64_t t = t0; t < t1; ++t) {
+      const float* kt = kr + t * hd;
+      for (int g = 0; g < group; ++g) {
+        const float* qh = q + (i * s.n_heads + kvh * group + g) * hd;
+        float d = 0.0f;
+#pragma omp simd reduction(+ : d)
+        for (int j = 0; j < hd; ++j) d += qh[j] * kt[j];
+        scores[g * n_see + t] = d * scale;
+      }
+    }
   }
   for (int g = 0; g < group; ++g) {
     float* sc = scores.data() + g * n_see;
@@ -62,37 +116,24 @@ inline void attend_query(const Shape& s, int kvh, int64_t i, int64_t n_q, const 
     const float inv = 1.0f / sum;
     for (int64_t t = 0; t < n_see; ++t) sc[t] *= inv;
   }
-  float beta = 0.0f;
+  for (int g = 0; g < group; ++g) {
+    float* o = out + (i * s.n_heads + kvh * group + g) * hd;
+    std::fill(o, o + hd, 0.0f);
+  }
   for (int run = 0; run < 2; ++run) {
     const int64_t t0 = run == 0 ? 0 : n_first, t1 = run == 0 ? n_first : n_see;
-    if (t1 <= t0) continue;
-    const float* vr = vh + ((run == 0 ? 0 : skip) + t0) * hd;
-    if (group == 1)
-      cblas_sgemv(CblasRowMajor, CblasTrans, bi(t1 - t0), hd, 1.0f, vr, hd, scores.data() + t0, 1, beta, og, 1);
-    else
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, group, hd, bi(t1 - t0), 1.0f, scores.data() + t0,
-                  bi(n_see), vr, hd, beta, og, hd);
-    beta = 1.0f;
+    const float* vr = vh + (run == 0 ? 0 : skip) * hd;
+    for (int64_t t = t0; t < t1; ++t) {
+      const float* vt = vr + t * hd;
+      for (int g = 0; g < group; ++g) {
+        float* o = out + (i * s.n_heads + kvh * group + g) * hd;
+        const float p = scores[g * n_see + t];
+#pragma omp simd
+        for (int j = 0; j < hd; ++j) o[j] += p * vt[j];
+      }
+    }
   }
 }
-
-}  // namespace
-
-void causal_attention(const Shape& s, int64_t n_q, const float* q, const float* k, const float* v,
-                      int64_t n_keys, int64_t head_stride, float* out) {
-  set_blas_single_threaded();
-  const int64_t jobs = static_cast<int64_t>(s.n_kv_heads) * n_q;
-#pragma omp parallel
-  {
-    std::vector<float> scores;  // [group][n_keys]
-#pragma omp for schedule(dynamic, 1)
-    for (int64_t job = 0; job < jobs; ++job)
-      attend_query(s, static_cast<int>(job % s.n_kv_heads), job / s.n_kv_heads, n_q, q, k, v, n_keys, head_stride,
-                   n_keys, 0, scores, out);
-  }
-}
-
-namespace {
 
 // K/V rows of one layer in element type `type`: [n_kv_heads][cap] rows of row_bytes.
 struct TypedRows {
@@ -205,7 +246,6 @@ void causal_attention_ex(const Shape& s, int64_t n_q, const float* q, const floa
                          int64_t n_keys, int64_t head_stride, int64_t split, int64_t skip, float* out,
                          float* score_sum) {
   if (skip == 0 && !score_sum) return causal_attention(s, n_q, q, k, v, n_keys, head_stride, out);
-  set_blas_single_threaded();
   const int group = s.n_heads / s.n_kv_heads;
   if (score_sum) {
     std::fill(score_sum, score_sum + static_cast<size_t>(s.n_kv_heads) * n_keys, 0.0f);

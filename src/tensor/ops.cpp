@@ -85,17 +85,26 @@ void multiply_rows(const Tensor& W, RowKernel kern, const float* X, int64_t n, f
       a.x[v % kMaxVec] = X + v * cols;
   }
   const size_t stride = W.row_stride();
+  // Rows go out in blocks of ~1/8 of a thread's share, first come first served:
+  // when one core gets less memory bandwidth for a while the other takes more
+  // blocks instead of waiting at the barrier (perf, llama-110m q8_0 decode on 2
+  // cores: time in libgomp's wait 23% with one contiguous share per thread, 17%).
+  const int64_t nt = std::max(1, omp_get_max_threads());
+  const int64_t block = std::max<int64_t>(kRowAlign, (rows / (nt * 8)) / kRowAlign * kRowAlign);
+  const int64_t nblocks = (rows + block - 1) / block;
 #pragma omp parallel if (go_parallel(static_cast<size_t>(rows) * stride))
   {
-    int64_t r0, r1;
-    thread_rows(rows, &r0, &r1);
-    const uint8_t* row = W.row(r0);
     float out[kMaxVec];
-    for (int64_t r = r0; r < r1; ++r, row += stride) {
-      for (int64_t c = 0; c < nchunks; ++c) {
-        const int nv = static_cast<int>(std::min<int64_t>(kMaxVec, n - c * kMaxVec));
-        kern(row, cols, acts[c], nv, out);
-        for (int v = 0; v < nv; ++v) Y[(c * kMaxVec + v) * rows + r] = out[v];
+#pragma omp for schedule(dynamic, 1) nowait
+    for (int64_t b = 0; b < nblocks; ++b) {
+      const int64_t r0 = b * block, r1 = std::min(rows, r0 + block);
+      const uint8_t* row = W.row(r0);
+      for (int64_t r = r0; r < r1; ++r, row += stride) {
+        for (int64_t c = 0; c < nchunks; ++c) {
+          const int nv = static_cast<int>(std::min<int64_t>(kMaxVec, n - c * kMaxVec));
+          kern(row, cols, acts[c], nv, out);
+          for (int v = 0; v < nv; ++v) Y[(c * kMaxVec + v) * rows + r] = out[v];
+        }
       }
     }
   }
