@@ -8,6 +8,7 @@
 
 #include "common/error.h"
 #include "common/fp16.h"
+#include "kv/attn_kernels.h"
 #include "kv/full.h"
 #include "kv/options.h"
 #include "kv/spectral.h"
@@ -884,19 +885,10 @@ void attend_spectral(const Layer& L, const Shape& s, const FourierOptions& o, in
       // Softmax per query head.
       for (int g = 0; g < G; ++g) {
         float* sc = scores.data() + g * tot;
-        float mx = -INFINITY;
-        for (int64_t t = 0; t < tot; ++t) {
-          sc[t] *= scale;
-          mx = std::max(mx, sc[t]);
-        }
-        float sum = 0.0f;
-        for (int64_t t = 0; t < tot; ++t) {
-          sc[t] = std::exp(sc[t] - mx);
-          sum += sc[t];
-        }
-        const float inv = 1.0f / sum;
+#pragma omp simd
+        for (int64_t t = 0; t < tot; ++t) sc[t] *= scale;
+        attn::softmax(sc, tot);
         float ps = 0.0f;
-        for (int64_t t = 0; t < tot; ++t) sc[t] *= inv;
         for (int64_t l = 0; l < nm; ++l) ps += sc[ns + l];
         psum[g] = ps;
         std::fill(og(g), og(g) + hd, 0.0f);

@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "common/error.h"
+#include "kv/attn_kernels.h"
 #include "kv/options.h"
 #include "tensor/ops.h"
 
@@ -16,69 +17,11 @@
 
 namespace harmonia::kv {
 
-void causal_attention(const Shape& s, int64_t n_q, const float* q, const float* k, const float* v,
-                      int64_t n_keys, int64_t head_stride, float* out) {
-  const int hd = s.head_dim;
-  const int group = s.n_heads / s.n_kv_heads;
-  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-  const int64_t jobs = static_cast<int64_t>(s.n_kv_heads) * n_q;
-#pragma omp parallel
-  {
-    std::vector<float> scores;  // [group][n_keys]
-#pragma omp for schedule(dynamic, 1)
-    for (int64_t job = 0; job < jobs; ++job) {
-      const int kvh = static_cast<int>(job % s.n_kv_heads);
-      const int64_t i = job / s.n_kv_heads;
-      const int64_t n_see = n_keys - n_q + i + 1;  // keys 0..n_see-1 are visible
-      const float* kh = k + kvh * head_stride;
-      const float* vh = v + kvh * head_stride;
-      scores.resize(static_cast<size_t>(group) * n_see);
-      // Scores for the whole GQA group while each key row is hot.
-      for (int64_t t = 0; t < n_see; ++t) {
-        const float* kt = kh + t * hd;
-        for (int g = 0; g < group; ++g) {
-          const float* qh = q + (i * s.n_heads + kvh * group + g) * hd;
-          float d = 0.0f;
-#pragma omp simd reduction(+ : d)
-          for (int j = 0; j < hd; ++j) d += qh[j] * kt[j];
-          scores[g * n_see + t] = d * scale;
-        }
-      }
-      for (int g = 0; g < group; ++g) {
-        float* sc = scores.data() + g * n_see;
-        float mx = -INFINITY;
-        for (int64_t t = 0; t < n_see; ++t) mx = std::max(mx, sc[t]);
-        float sum = 0.0f;
-        for (int64_t t = 0; t < n_see; ++t) {
-          sc[t] = std::exp(sc[t] - mx);
-          sum += sc[t];
-        }
-        const float inv = 1.0f / sum;
-        for (int64_t t = 0; t < n_see; ++t) sc[t] *= inv;
-      }
-      for (int g = 0; g < group; ++g) {
-        float* o = out + (i * s.n_heads + kvh * group + g) * hd;
-        std::fill(o, o + hd, 0.0f);
-      }
-      for (int64_t t = 0; t < n_see; ++t) {
-        const float* vt = vh + t * hd;
-        for (int g = 0; g < group; ++g) {
-          float* o = out + (i * s.n_heads + kvh * group + g) * hd;
-          const float p = scores[g * n_see + t];
-#pragma omp simd
-          for (int j = 0; j < hd; ++j) o[j] += p * vt[j];
-        }
-      }
-    }
-  }
-}
-
 namespace {
 
 // Query i of kv head kvh (queries of the GQA group share each key row):
 // probabilities left in scores [group][n_see], output written. Key t is at
-// physical row t (t < split) or t + skip: two contiguous runs. The arithmetic
-// is causal_attention's.
+// physical row t (t < split) or t + skip: two contiguous runs (kv/attn_kernels.h).
 inline void attend_query(const Shape& s, int kvh, int64_t i, int64_t n_q, const float* q, const float* k,
                          const float* v, int64_t n_keys, int64_t head_stride, int64_t split, int64_t skip,
                          std::vector<float>& scores, float* out) {
@@ -89,51 +32,35 @@ inline void attend_query(const Shape& s, int kvh, int64_t i, int64_t n_q, const 
   const int64_t n_first = std::min(split, n_see);  // keys of the first run
   const float* kh = k + kvh * head_stride;
   const float* vh = v + kvh * head_stride;
+  const float* qg = q + (i * s.n_heads + kvh * group) * hd;  // [group][hd]
+  float* og = out + (i * s.n_heads + kvh * group) * hd;      // [group][hd]
   scores.resize(static_cast<size_t>(group) * n_see);
-  for (int run = 0; run < 2; ++run) {
-    const int64_t t0 = run == 0 ? 0 : n_first, t1 = run == 0 ? n_first : n_see;
-    const float* kr = kh + (run == 0 ? 0 : skip) * hd;
-    for (int64_t t = t0; t < t1; ++t) {
-      const float* kt = kr + t * hd;
-      for (int g = 0; g < group; ++g) {
-        const float* qh = q + (i * s.n_heads + kvh * group + g) * hd;
-        float d = 0.0f;
-#pragma omp simd reduction(+ : d)
-        for (int j = 0; j < hd; ++j) d += qh[j] * kt[j];
-        scores[g * n_see + t] = d * scale;
-      }
-    }
-  }
-  for (int g = 0; g < group; ++g) {
-    float* sc = scores.data() + g * n_see;
-    float mx = -INFINITY;
-    for (int64_t t = 0; t < n_see; ++t) mx = std::max(mx, sc[t]);
-    float sum = 0.0f;
-    for (int64_t t = 0; t < n_see; ++t) {
-      sc[t] = std::exp(sc[t] - mx);
-      sum += sc[t];
-    }
-    const float inv = 1.0f / sum;
-    for (int64_t t = 0; t < n_see; ++t) sc[t] *= inv;
-  }
-  for (int g = 0; g < group; ++g) {
-    float* o = out + (i * s.n_heads + kvh * group + g) * hd;
-    std::fill(o, o + hd, 0.0f);
-  }
-  for (int run = 0; run < 2; ++run) {
-    const int64_t t0 = run == 0 ? 0 : n_first, t1 = run == 0 ? n_first : n_see;
-    const float* vr = vh + (run == 0 ? 0 : skip) * hd;
-    for (int64_t t = t0; t < t1; ++t) {
-      const float* vt = vr + t * hd;
-      for (int g = 0; g < group; ++g) {
-        float* o = out + (i * s.n_heads + kvh * group + g) * hd;
-        const float p = scores[g * n_see + t];
-#pragma omp simd
-        for (int j = 0; j < hd; ++j) o[j] += p * vt[j];
-      }
-    }
+  attn::scores(qg, group, kh, n_first, hd, scale, scores.data(), n_see);
+  if (n_see > n_first)
+    attn::scores(qg, group, kh + (n_first + skip) * hd, n_see - n_first, hd, scale, scores.data() + n_first, n_see);
+  for (int g = 0; g < group; ++g) attn::softmax(scores.data() + g * n_see, n_see);
+  std::fill(og, og + static_cast<size_t>(group) * hd, 0.0f);
+  attn::values(scores.data(), n_see, group, vh, n_first, hd, og);
+  if (n_see > n_first)
+    attn::values(scores.data() + n_first, n_see, group, vh + (n_first + skip) * hd, n_see - n_first, hd, og);
+}
+
+}  // namespace
+
+void causal_attention(const Shape& s, int64_t n_q, const float* q, const float* k, const float* v,
+                      int64_t n_keys, int64_t head_stride, float* out) {
+  const int64_t jobs = static_cast<int64_t>(s.n_kv_heads) * n_q;
+#pragma omp parallel
+  {
+    std::vector<float> scores;  // [group][n_keys]
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t job = 0; job < jobs; ++job)
+      attend_query(s, static_cast<int>(job % s.n_kv_heads), job / s.n_kv_heads, n_q, q, k, v, n_keys, head_stride,
+                   n_keys, 0, scores, out);
   }
 }
+
+namespace {
 
 // K/V rows of one layer in element type `type`: [n_kv_heads][cap] rows of row_bytes.
 struct TypedRows {

@@ -9,6 +9,7 @@
 
 #include "common/error.h"
 #include "common/fp16.h"
+#include "kv/attn_kernels.h"
 #include "kv/options.h"
 
 #if defined(__F16C__)
@@ -205,27 +206,10 @@ void KIVICache::attend(int layer, int64_t n, const float* q, float* out) {
           for (int64_t j = 0; j < G; ++j) scores[g * n_see + gi * G + j] = (acc[g * G + j] + bias[g]) * scale;
       }
       // Full-precision keys.
-      for (int64_t t = L.nq_k; t < n_see; ++t) {
-        const float* kt = H.kres.data() + (t - L.nq_k) * hd;
-        for (int g = 0; g < group; ++g) {
-          const float* qh = qg + g * hd;
-          float d = 0.0f;
-#pragma omp simd reduction(+ : d)
-          for (int c = 0; c < hd; ++c) d += qh[c] * kt[c];
-          scores[g * n_see + t] = d * scale;
-        }
-      }
+      if (n_see > L.nq_k)
+        attn::scores(qg, group, H.kres.data(), n_see - L.nq_k, hd, scale, scores.data() + L.nq_k, n_see);
       for (int g = 0; g < group; ++g) {
-        float* sc = scores.data() + g * n_see;
-        float mx = -INFINITY;
-        for (int64_t t = 0; t < n_see; ++t) mx = std::max(mx, sc[t]);
-        float sum = 0.0f;
-        for (int64_t t = 0; t < n_see; ++t) {
-          sc[t] = std::exp(sc[t] - mx);
-          sum += sc[t];
-        }
-        const float inv = 1.0f / sum;
-        for (int64_t t = 0; t < n_see; ++t) sc[t] *= inv;
+        attn::softmax(scores.data() + g * n_see, n_see);
         float* o = out + (i * s_.n_heads + kvh * group + g) * hd;
         std::fill(o, o + hd, 0.0f);
       }
