@@ -1,0 +1,169 @@
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <string>
+
+#include "cuda/attention.h"
+#include "cuda/kernels.cuh"
+
+namespace harmonia::cuda {
+
+using namespace detail;
+
+namespace {
+
+// One block: (split, kv head, sequence). Partials at [b][hq][split].
+template <typename T, int D, int G>
+__global__ void __launch_bounds__(kThreads) full_split_kernel(const float* __restrict__ q, const T* __restrict__ k,
+                                                               const T* __restrict__ v, int64_t cap,
+                                                               const int* __restrict__ lens, int64_t chunk, int S,
+                                                               int Hq, int H, float scale, float* pm, float* pl,
+                                                               float* po) {
+  __shared__ float smem[combine_smem_floats<D, G>()];
+  const int split = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
+  constexpr int LPR = D / 8;
+  const int sub = (threadIdx.x & 31) % LPR;
+  const int64_t len = lens[b];
+  const int64_t begin = split * chunk, end = min(len, begin + chunk);
+  float qr[G][8];
+#pragma unroll
+  for (int g = 0; g < G; ++g)
+#pragma unroll
+    for (int e = 0; e < 8; ++e) qr[g][e] = q[(static_cast<int64_t>(b) * Hq + h * G + g) * D + sub * 8 + e] * scale;
+  const int64_t head = (static_cast<int64_t>(b) * H + h) * cap * D;
+  Online<G> st;
+  st.init();
+  dense_range<T, D, G>(k + head, v + head, begin, end, qr, st);
+  const int64_t p0 = (static_cast<int64_t>(b) * Hq + h * G) * S + split;
+  combine_write<D, G>(st, smem, pm + p0, pl + p0, po + p0 * D, S);
+}
+
+}  // namespace
+
+namespace detail {
+
+// out[bh][:] = sum_s w_s po[bh][s][:] / sum_s w_s pl[bh][s], w_s = exp(pm - max pm). One block per (b, hq).
+__global__ void __launch_bounds__(kThreads) merge_kernel(const float* __restrict__ pm, const float* __restrict__ pl,
+                                                         const float* __restrict__ po, int S, int D, float* out) {
+  __shared__ float w[1024];
+  __shared__ float red[2];
+  const int64_t bh = blockIdx.x;
+  if (threadIdx.x == 0) {
+    float M = -INFINITY;
+    for (int s = 0; s < S; ++s) M = fmaxf(M, pm[bh * S + s]);
+    float L = 0.0f;
+    for (int s = 0; s < S; ++s) {
+      w[s] = M == -INFINITY ? 0.0f : rescale(pm[bh * S + s], M);
+      L = fmaf(w[s], pl[bh * S + s], L);
+    }
+    red[0] = L > 0.0f ? 1.0f / L : 0.0f;
+  }
+  __syncthreads();
+  for (int d = threadIdx.x; d < D; d += kThreads) {
+    float o = 0.0f;
+    for (int s = 0; s < S; ++s) o = fmaf(w[s], po[(bh * S + s) * D + d], o);
+    out[bh * D + d] = o * red[0];
+  }
+}
+
+}  // namespace detail
+
+int choose_splits(int64_t len, int64_t parallel_units, int target_blocks, int64_t min_rows) {
+  if (target_blocks <= 0) target_blocks = 8 * sm_count();
+  const int64_t want = (target_blocks + parallel_units - 1) / std::max<int64_t>(parallel_units, 1);
+  const int64_t most = std::max<int64_t>(1, (len + min_rows - 1) / min_rows);
+  return static_cast<int>(std::clamp<int64_t>(want, 1, std::min<int64_t>(most, 1024)));
+}
+
+namespace {
+
+template <typename T, int D, int G>
+void launch_full(const DecodeShape& s, const float* q, const void* k, const void* v, int64_t cap, const int* lens,
+                 int64_t chunk, int S, float* pm, float* pl, float* po) {
+  const dim3 grid(S, s.n_kv_heads, s.batch);
+  full_split_kernel<T, D, G><<<grid, kThreads>>>(q, static_cast<const T*>(k), static_cast<const T*>(v), cap, lens,
+                                                 chunk, S, s.n_heads, s.n_kv_heads,
+                                                 1.0f / sqrtf(static_cast<float>(D)), pm, pl, po);
+}
+
+template <typename T, int D>
+void dispatch_g(int G, const DecodeShape& s, const float* q, const void* k, const void* v, int64_t cap,
+                const int* lens, int64_t chunk, int S, float* pm, float* pl, float* po) {
+  switch (G) {
+    case 1: return launch_full<T, D, 1>(s, q, k, v, cap, lens, chunk, S, pm, pl, po);
+    case 2: return launch_full<T, D, 2>(s, q, k, v, cap, lens, chunk, S, pm, pl, po);
+    case 4: return launch_full<T, D, 4>(s, q, k, v, cap, lens, chunk, S, pm, pl, po);
+    case 8: return launch_full<T, D, 8>(s, q, k, v, cap, lens, chunk, S, pm, pl, po);
+  }
+  fail_unsupported("cuda decode attention: GQA group of " + std::to_string(G) + " query heads (have 1, 2, 4, 8)");
+}
+
+template <typename T>
+void dispatch_d(const DecodeShape& s, const float* q, const void* k, const void* v, int64_t cap, const int* lens,
+                int64_t chunk, int S, float* pm, float* pl, float* po) {
+  const int G = s.n_heads / s.n_kv_heads;
+  switch (s.head_dim) {
+    case 32: return dispatch_g<T, 32>(G, s, q, k, v, cap, lens, chunk, S, pm, pl, po);
+    case 64: return dispatch_g<T, 64>(G, s, q, k, v, cap, lens, chunk, S, pm, pl, po);
+    case 128: return dispatch_g<T, 128>(G, s, q, k, v, cap, lens, chunk, S, pm, pl, po);
+  }
+  fail_unsupported("cuda decode attention: head_dim " + std::to_string(s.head_dim) + " (have 32, 64, 128)");
+}
+
+__device__ __forceinline__ float hash_uniform(uint64_t seed, uint64_t i) {
+  uint64_t z = seed + 0x9E3779B97F4A7C15ull * (i + 1);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  z ^= z >> 31;
+  return static_cast<float>(z >> 40) * (2.0f / 16777216.0f) - 1.0f;  // [-1, 1)
+}
+
+template <typename T>
+__global__ void fill_uniform_kernel(T* p, int64_t n, uint64_t seed, float scale) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const float v = scale * hash_uniform(seed, i);
+    if constexpr (sizeof(T) == 2)
+      p[i] = __float2bfloat16_rn(v);
+    else
+      p[i] = v;
+  }
+}
+
+}  // namespace
+
+void fill_uniform_bf16(void* dev, size_t n, uint64_t seed, float scale) {
+  fill_uniform_kernel<__nv_bfloat16><<<1024, 256>>>(static_cast<__nv_bfloat16*>(dev), static_cast<int64_t>(n), seed,
+                                                     scale);
+  check_launch("fill_uniform_bf16");
+}
+
+void fill_uniform_f32(float* dev, size_t n, uint64_t seed, float scale) {
+  fill_uniform_kernel<float><<<1024, 256>>>(dev, static_cast<int64_t>(n), seed, scale);
+  check_launch("fill_uniform_f32");
+}
+
+void decode_attention_full(const DecodeShape& s, KvType type, const float* q, const void* k, const void* v,
+                           int64_t cap, const int* lens, int64_t max_len, float* out, AttentionWorkspace& ws,
+                           int target_blocks) {
+  if (s.batch < 1 || s.n_kv_heads < 1 || s.n_heads % s.n_kv_heads || max_len < 1 || max_len > cap)
+    fail_invalid("cuda decode attention: bad shape (batch " + std::to_string(s.batch) + ", heads " +
+                 std::to_string(s.n_heads) + "/" + std::to_string(s.n_kv_heads) + ", max_len " +
+                 std::to_string(max_len) + ", cap " + std::to_string(cap) + ")");
+  const int S = choose_splits(max_len, static_cast<int64_t>(s.batch) * s.n_kv_heads, target_blocks, 256);
+  const int64_t chunk = (max_len + S - 1) / S;
+  const size_t np = static_cast<size_t>(s.batch) * s.n_heads * S;
+  ws.m.reserve(np * sizeof(float));
+  ws.l.reserve(np * sizeof(float));
+  ws.o.reserve(np * s.head_dim * sizeof(float));
+  float *pm = ws.m.as<float>(), *pl = ws.l.as<float>(), *po = ws.o.as<float>();
+  if (type == KvType::BF16)
+    dispatch_d<__nv_bfloat16>(s, q, k, v, cap, lens, chunk, S, pm, pl, po);
+  else
+    dispatch_d<__half>(s, q, k, v, cap, lens, chunk, S, pm, pl, po);
+  check_launch("full decode attention (split)");
+  merge_kernel<<<s.batch * s.n_heads, kThreads>>>(pm, pl, po, S, s.head_dim, out);
+  check_launch("full decode attention (merge)");
+}
+
+}  // namespace harmonia::cuda

@@ -1,0 +1,209 @@
+// Kernel-level decode-attention benchmark on the GPU (issue #7): time per layer
+// and achieved bandwidth (bytes the step must read / time) of `full` and
+// `fourier` (f32 and bf16 coefficients) at Llama-3.1-8B attention shape
+// (32 query heads, 8 KV heads, head_dim 128), against a device-to-device copy
+// measured in the same run. Median of many reps (CUDA events), after warm-up;
+// several layers' buffers are rotated so repeated calls do not hit in L2.
+//
+//   bench_cuda [--reps 50] [--contexts 4096,32768,131072] [--batches 1,16] [--out FILE]
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "cuda/attention.h"
+#include "cuda/fourier_gpu.h"
+#include "cuda/runtime.h"
+#include "kv/dims.h"
+#include "kv/fourier.h"
+
+using namespace harmonia;
+
+namespace {
+
+constexpr int kHeads = 32, kKvHeads = 8, kHeadDim = 128, kLayers = 32;
+constexpr int64_t kSink = 4, kWindow = 1024, kCoeffs = 1024, kMaxNew = 500;
+
+std::vector<int64_t> parse_list(const std::string& s) {
+  std::vector<int64_t> v;
+  std::stringstream ss(s);
+  std::string item;
+  while (std::getline(ss, item, ',')) v.push_back(std::stoll(item));
+  return v;
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+// Median milliseconds of fn(rep) over `reps` calls after `warm` calls, each timed by events.
+template <typename Fn>
+double time_ms(int warm, int reps, Fn fn) {
+  cuda::EventTimer t;
+  for (int i = 0; i < warm; ++i) fn(i);
+  cuda::synchronize();
+  std::vector<double> ms;
+  for (int i = 0; i < reps; ++i) {
+    t.start();
+    fn(i);
+    ms.push_back(t.stop_ms());
+  }
+  return median(ms);
+}
+
+// Layer copies to rotate through: enough that they do not fit in L2 together.
+int rotation(size_t bytes_per_layer) {
+  const size_t want = size_t{512} << 20;
+  return static_cast<int>(std::clamp<size_t>((want + bytes_per_layer - 1) / bytes_per_layer, 2, 16));
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int reps = 50;
+  std::vector<int64_t> contexts = {4096, 32768, 131072}, batches = {1, 16};
+  std::string out_path;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    auto next = [&]() -> std::string {
+      if (i + 1 >= argc) {
+        std::fprintf(stderr, "%s needs a value\n", a.c_str());
+        std::exit(2);
+      }
+      return argv[++i];
+    };
+    if (a == "--reps")
+      reps = std::stoi(next());
+    else if (a == "--contexts")
+      contexts = parse_list(next());
+    else if (a == "--batches")
+      batches = parse_list(next());
+    else if (a == "--out")
+      out_path = next();
+    else {
+      std::fprintf(stderr, "usage: bench_cuda [--reps N] [--contexts a,b] [--batches a,b] [--out FILE]\n");
+      return 2;
+    }
+  }
+  if (cuda::device_count() == 0) {
+    std::printf("bench_cuda: no CUDA device, nothing measured\n");
+    return 0;
+  }
+  std::string report;
+  auto emit = [&](const std::string& line) {
+    std::printf("%s\n", line.c_str());
+    std::fflush(stdout);
+    report += line + "\n";
+  };
+  char buf[512];
+  emit("device: " + cuda::device_summary());
+
+  // Copy ceiling: bytes read + bytes written per second.
+  const size_t copy_bytes = size_t{2} << 30;
+  double copy_gbs = 0;
+  {
+    cuda::DeviceBuffer a(copy_bytes), b(copy_bytes);
+    cuda::fill_uniform_f32(a.as<float>(), copy_bytes / 4, 1);
+    const double ms = time_ms(5, 30, [&](int) { cuda::copy_device(b.get(), a.get(), copy_bytes); });
+    copy_gbs = 2.0 * copy_bytes / (ms * 1e-3) / 1e9;
+    std::snprintf(buf, sizeof buf, "copy: %.2f GiB D2D in %.3f ms = %.0f GB/s (read + write)", copy_bytes / 1073741824.0,
+                  ms, copy_gbs);
+    emit(buf);
+  }
+
+  kv::Shape shape;
+  shape.n_layers = kLayers;
+  shape.n_heads = kHeads;
+  shape.n_kv_heads = kKvHeads;
+  shape.head_dim = kHeadDim;
+  shape.max_tokens = 131072 + kMaxNew;
+  const kv::FourierDims dims = kv::default_fourier_dims(shape, kv::RopeLayout::Half);
+  const int dims_layers[] = {0, 10, 21, 31};  // spread over the inverted pyramid
+
+  emit("| policy | context | batch | time/layer (us) | MB read/layer | GB/s | % of copy | fourier time / goal |");
+  emit("|---|---|---|---|---|---|---|---|");
+  for (int64_t ctx : contexts)
+    for (int64_t B : batches) {
+      const cuda::DecodeShape ds{static_cast<int>(B), kHeads, kKvHeads, kHeadDim};
+      const size_t qn = static_cast<size_t>(B) * kHeads * kHeadDim;
+      cuda::DeviceBuffer q(qn * 4), out(qn * 4);
+      cuda::fill_uniform_f32(q.as<float>(), qn, 7, 2.0f);
+      cuda::AttentionWorkspace ws;
+
+      // full: bf16 K and V, [B][8][ctx][128] per layer.
+      const size_t kv_elems = static_cast<size_t>(B) * kKvHeads * ctx * kHeadDim;
+      const size_t full_bytes = 2 * kv_elems * 2;
+      double full_ms = 0;
+      {
+        const int nl = rotation(full_bytes);
+        std::vector<cuda::DeviceBuffer> k, v;
+        for (int l = 0; l < nl; ++l) {
+          k.emplace_back(kv_elems * 2);
+          v.emplace_back(kv_elems * 2);
+          cuda::fill_uniform_bf16(k.back().get(), kv_elems, 100 + 2 * l);
+          cuda::fill_uniform_bf16(v.back().get(), kv_elems, 101 + 2 * l);
+        }
+        std::vector<int> lens_h(B, static_cast<int>(ctx));
+        cuda::DeviceBuffer lens(B * sizeof(int));
+        cuda::to_device(lens.get(), lens_h.data(), B * sizeof(int));
+        full_ms = time_ms(5, reps, [&](int i) {
+          cuda::decode_attention_full(ds, cuda::KvType::BF16, q.as<float>(), k[i % nl].get(), v[i % nl].get(), ctx,
+                                      lens.as<int>(), ctx, out.as<float>(), ws);
+        });
+        const double gbs = full_bytes / (full_ms * 1e-3) / 1e9;
+        std::snprintf(buf, sizeof buf, "| full bf16 | %lld | %lld | %.1f | %.1f | %.0f | %.1f | |",
+                      static_cast<long long>(ctx), static_cast<long long>(B), full_ms * 1e3, full_bytes / 1e6, gbs,
+                      100.0 * gbs / copy_gbs);
+        emit(buf);
+      }
+
+      // fourier: sinks 4 + window 1024 exact, M = 1024 coefficients, the built-in dims of 4 layers.
+      const int64_t mid = ctx - kSink - kWindow;
+      if (mid <= kCoeffs) continue;
+      for (bool bf : {false, true}) {
+        std::vector<std::unique_ptr<cuda::FourierLayer>> layers;
+        cuda::FourierConfig cfg;
+        cfg.shape = ds;
+        cfg.sink = kSink;
+        cfg.window = kWindow;
+        cfg.coeffs = kCoeffs;
+        cfg.coeff_bf16 = bf;
+        cfg.period = ctx + kMaxNew - kSink - kWindow;
+        cfg.w0 = 1.0 / cfg.period;
+        cfg.w = 2.0 / cfg.period;
+        cfg.mid_capacity = mid;
+        size_t bytes = 0;
+        for (int l : dims_layers) {
+          std::vector<cuda::FourierHeadDims> heads;
+          for (const kv::HeadDims& hd : kv::split_heads(dims.layers[l], kKvHeads, kHeadDim))
+            heads.push_back({hd.kc, hd.kn, hd.vc, hd.vn});
+          layers.push_back(std::make_unique<cuda::FourierLayer>(cfg, heads));
+          layers.back()->fill_random(mid, 1000 + l);
+          bytes += layers.back()->attention_bytes();
+        }
+        const int nl = static_cast<int>(layers.size());
+        const double fbytes = static_cast<double>(bytes) / nl;  // mean over the rotated layers
+        const double ms = time_ms(5, reps, [&](int i) { layers[i % nl]->attend(q.as<float>(), out.as<float>(), ws); });
+        const double gbs = fbytes / (ms * 1e-3) / 1e9;
+        const double goal_ms = 1.25 * (fbytes / full_bytes) * full_ms;
+        std::snprintf(buf, sizeof buf, "| fourier %s | %lld | %lld | %.1f | %.1f | %.0f | %.1f | %.2f (goal <= 1) |",
+                      bf ? "bf16" : "f32", static_cast<long long>(ctx), static_cast<long long>(B), ms * 1e3,
+                      fbytes / 1e6, gbs, 100.0 * gbs / copy_gbs, ms / goal_ms);
+        emit(buf);
+      }
+    }
+  if (!out_path.empty()) {
+    FILE* f = std::fopen(out_path.c_str(), "w");
+    if (f) {
+      std::fputs(report.c_str(), f);
+      std::fclose(f);
+    }
+  }
+  return 0;
+}

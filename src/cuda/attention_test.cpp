@@ -1,0 +1,278 @@
+// GPU kernels against the CPU reference on fresh random inputs of several
+// shapes: full-cache decode attention (kv::causal_attention) and
+// FourierAttention (kv::FourierCache: prefill coefficients, rank-1 updates and
+// decode attention on the same cache contents). Every test skips with a
+// message where no CUDA device is present (CI).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "common/fp16.h"
+#include "cuda/attention.h"
+#include "cuda/fourier_gpu.h"
+#include "cuda/runtime.h"
+#include "kv/dims.h"
+#include "kv/fourier.h"
+#include "kv/full.h"
+
+using namespace harmonia;
+
+namespace {
+
+#define REQUIRE_GPU()                                                                          \
+  do {                                                                                         \
+    if (cuda::device_count() == 0)                                                             \
+      GTEST_SKIP() << "no CUDA device (cudaGetDeviceCount found none): GPU test not run here"; \
+  } while (0)
+
+// max |a - b| / max |b|; NaN anywhere gives NaN (fails every <= check).
+double rel_err(const std::vector<float>& a, const std::vector<float>& b) {
+  double d = 0, m = 1e-30;
+  for (size_t i = 0; i < a.size(); ++i) {
+    const double e = std::abs(static_cast<double>(a[i]) - b[i]);
+    if (std::isnan(e)) return NAN;
+    d = std::max(d, e);
+    m = std::max(m, std::abs(static_cast<double>(b[i])));
+  }
+  return d / m;
+}
+
+// Random values rounded to 16 bits: `raw` holds the encoding, the returned floats the exact values.
+std::vector<float> random16(size_t n, std::mt19937& rng, bool bf16, std::vector<uint16_t>& raw, float scale = 1.0f) {
+  std::normal_distribution<float> nd;
+  std::vector<float> f(n);
+  raw.resize(n);
+  for (size_t i = 0; i < n; ++i) {
+    const float x = scale * nd(rng);
+    raw[i] = bf16 ? f32_to_bf16(x) : f32_to_f16(x);
+    f[i] = bf16 ? bf16_to_f32(raw[i]) : f16_to_f32(raw[i]);
+  }
+  return f;
+}
+
+std::vector<float> random_f32(size_t n, std::mt19937& rng, float scale = 1.0f) {
+  std::normal_distribution<float> nd;
+  std::vector<float> f(n);
+  for (auto& x : f) x = scale * nd(rng);
+  return f;
+}
+
+template <typename T>
+cuda::DeviceBuffer upload(const std::vector<T>& v) {
+  cuda::DeviceBuffer d(std::max<size_t>(v.size(), 1) * sizeof(T));
+  if (!v.empty()) cuda::to_device(d.get(), v.data(), v.size() * sizeof(T));
+  return d;
+}
+
+// A device output poisoned with NaN, so an element the kernel misses fails the comparison.
+cuda::DeviceBuffer poisoned(size_t n) {
+  std::vector<float> nan(n, std::nanf(""));
+  return upload(nan);
+}
+
+std::vector<float> download(const cuda::DeviceBuffer& d, size_t n) {
+  std::vector<float> h(n);
+  cuda::to_host(h.data(), d.get(), n * sizeof(float));
+  return h;
+}
+
+kv::Shape kv_shape(int heads, int kv_heads, int hd, int64_t max_tokens) {
+  kv::Shape s;
+  s.n_layers = 1;
+  s.n_heads = heads;
+  s.n_kv_heads = kv_heads;
+  s.head_dim = hd;
+  s.max_tokens = max_tokens;
+  return s;
+}
+
+}  // namespace
+
+TEST(CudaDevice, Summary) {
+  REQUIRE_GPU();
+  const std::string s = cuda::device_summary();
+  std::printf("device: %s\n", s.c_str());
+  EXPECT_FALSE(s.empty());
+}
+
+// ---- Full-cache decode attention ----------------------------------------------------------
+
+struct FullCase {
+  int heads, kv_heads, hd;
+  std::vector<int> lens;  // one per sequence
+  cuda::KvType type;
+};
+
+class CudaFullDecode : public ::testing::TestWithParam<FullCase> {};
+
+TEST_P(CudaFullDecode, MatchesCpuCausalAttention) {
+  REQUIRE_GPU();
+  const FullCase& c = GetParam();
+  const int B = static_cast<int>(c.lens.size());
+  const int64_t cap = *std::max_element(c.lens.begin(), c.lens.end()) + 3;  // rows past lens stay unread
+  const bool bf = c.type == cuda::KvType::BF16;
+  std::mt19937 rng(1234 + c.hd + B * 7 + c.heads);
+  std::vector<uint16_t> kraw, vraw;
+  const size_t kv_n = static_cast<size_t>(B) * c.kv_heads * cap * c.hd;
+  const std::vector<float> k = random16(kv_n, rng, bf, kraw);
+  const std::vector<float> v = random16(kv_n, rng, bf, vraw);
+  const size_t q_n = static_cast<size_t>(B) * c.heads * c.hd;
+  const std::vector<float> q = random_f32(q_n, rng, 2.0f);  // peaked softmax, not near-uniform
+
+  std::vector<float> ref(q_n);
+  const kv::Shape s = kv_shape(c.heads, c.kv_heads, c.hd, cap);
+  for (int b = 0; b < B; ++b) {
+    const size_t kvo = static_cast<size_t>(b) * c.kv_heads * cap * c.hd, qo = static_cast<size_t>(b) * c.heads * c.hd;
+    kv::causal_attention(s, 1, q.data() + qo, k.data() + kvo, v.data() + kvo, c.lens[b], cap * c.hd, ref.data() + qo);
+  }
+
+  auto dk = upload(kraw), dv = upload(vraw), dq = upload(q), dl = upload(c.lens);
+  auto dout = poisoned(q_n);
+  cuda::AttentionWorkspace ws;
+  const cuda::DecodeShape ds{B, c.heads, c.kv_heads, c.hd};
+  // Default split count, and a forced single split (the merge of one partial).
+  for (int target : {0, 1}) {
+    cuda::decode_attention_full(ds, c.type, dq.as<float>(), dk.get(), dv.get(), cap, dl.as<int>(),
+                                *std::max_element(c.lens.begin(), c.lens.end()), dout.as<float>(), ws, target);
+    cuda::synchronize();
+    const double err = rel_err(download(dout, q_n), ref);
+    EXPECT_LE(err, 1e-4) << "target_blocks " << target;  // fp32 arithmetic on exactly representable inputs
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Shapes, CudaFullDecode,
+    ::testing::Values(FullCase{32, 8, 128, {4096}, cuda::KvType::BF16},            // Llama-3.1-8B layer
+                      FullCase{32, 8, 128, {5000, 1, 777, 2048}, cuda::KvType::BF16},  // ragged batch
+                      FullCase{8, 2, 64, {1000, 33}, cuda::KvType::F16},
+                      FullCase{4, 4, 32, {300}, cuda::KvType::BF16},               // no GQA
+                      FullCase{16, 2, 128, {2500, 129}, cuda::KvType::F16},        // group of 8
+                      FullCase{6, 3, 64, {65, 17, 1}, cuda::KvType::BF16}));       // group of 2, tiny
+
+// ---- FourierAttention ---------------------------------------------------------------------
+
+struct FourierCase {
+  int heads, kv_heads, hd;
+  int64_t coeffs, window, sink, prompt, max_new;
+  kv::CoeffDtype dtype;
+  int batch, steps;
+};
+
+class CudaFourier : public ::testing::TestWithParam<FourierCase> {};
+
+TEST_P(CudaFourier, MatchesCpuFourierCache) {
+  REQUIRE_GPU();
+  const FourierCase& c = GetParam();
+  const bool coeff_bf16 = c.dtype == kv::CoeffDtype::BF16;
+  const double tol = coeff_bf16 ? 1e-2 : 1e-4;
+  const int H = c.kv_heads, D = c.hd, P = static_cast<int>(c.prompt);
+  const kv::Shape s = kv_shape(c.heads, H, D, c.prompt + c.max_new + 8);
+  kv::FourierOptions o;
+  o.sink = c.sink;
+  o.window = c.window;
+  o.coeffs = c.coeffs;
+  o.coeff_dtype = c.dtype;
+  std::mt19937 rng(99 + c.heads * 3 + D + c.batch + static_cast<int>(c.coeffs));
+
+  // CPU caches (one per sequence) and the same prompt for the GPU, [B][H][P][D].
+  std::vector<std::unique_ptr<kv::FourierCache>> cpu;
+  std::vector<uint16_t> hk(static_cast<size_t>(c.batch) * H * P * D), hv(hk.size());
+  for (int b = 0; b < c.batch; ++b) {
+    cpu.push_back(std::make_unique<kv::FourierCache>(s, o));
+    std::vector<uint16_t> kr, vr;
+    const std::vector<float> k = random16(static_cast<size_t>(P) * H * D, rng, true, kr);  // [P][H][D]
+    const std::vector<float> v = random16(k.size(), rng, true, vr);
+    cpu[b]->plan(P, c.max_new);
+    cpu[b]->append(0, P, k.data(), v.data());
+    cpu[b]->commit(P);
+    for (int t = 0; t < P; ++t)
+      for (int h = 0; h < H; ++h)
+        for (int d = 0; d < D; ++d) {
+          const size_t dst = ((static_cast<size_t>(b) * H + h) * P + t) * D + d;
+          hk[dst] = kr[(static_cast<size_t>(t) * H + h) * D + d];
+          hv[dst] = vr[(static_cast<size_t>(t) * H + h) * D + d];
+        }
+  }
+  const auto seg = cpu[0]->segments(0);
+  ASSERT_TRUE(seg.compressed) << "the prompt must be long enough to compress";
+  ASSERT_EQ(seg.middle, P - c.sink - c.window);
+
+  cuda::FourierConfig cfg;
+  cfg.shape = {c.batch, c.heads, H, D};
+  cfg.sink = c.sink;
+  cfg.window = c.window;
+  cfg.coeffs = c.coeffs;
+  cfg.coeff_bf16 = coeff_bf16;
+  cfg.period = seg.period;
+  cfg.w0 = 1.0 / static_cast<double>(seg.period);  // kv::spectral::proper_inverse
+  cfg.w = 2.0 / static_cast<double>(seg.period);
+  cfg.mid_capacity = seg.middle + c.steps;
+  std::vector<cuda::FourierHeadDims> heads;
+  for (const kv::HeadDims& hd : kv::split_heads(cpu[0]->dims().layers[0], H, D))
+    heads.push_back({hd.kc, hd.kn, hd.vc, hd.vn});
+  cuda::FourierLayer gpu(cfg, heads);
+  {
+    auto dk = upload(hk), dv = upload(hv);
+    gpu.prefill(dk.as<uint16_t>(), dv.as<uint16_t>(), P);
+    cuda::synchronize();
+  }
+  auto check_coefficients = [&](const char* when) {
+    for (int b = 0; b < c.batch; ++b)
+      for (int h = 0; h < H; ++h)
+        for (bool values : {false, true}) {
+          const std::vector<float> ref = cpu[b]->coefficients(0, h, values);
+          const std::vector<float> got = gpu.coefficients(b, h, values);
+          ASSERT_EQ(got.size(), ref.size());
+          if (ref.empty()) continue;
+          EXPECT_LE(rel_err(got, ref), tol) << when << ": sequence " << b << " head " << h << (values ? " V" : " K");
+        }
+  };
+  check_coefficients("prefill (cuFFT)");
+
+  cuda::AttentionWorkspace ws;
+  const size_t qn = static_cast<size_t>(c.batch) * c.heads * D;
+  double worst = 0;
+  for (int step = 0; step < c.steps; ++step) {
+    std::vector<uint16_t> nk(static_cast<size_t>(c.batch) * H * D), nv(nk.size());
+    const std::vector<float> q = random_f32(qn, rng, 1.5f);
+    std::vector<float> ref(qn);
+    for (int b = 0; b < c.batch; ++b) {
+      std::vector<uint16_t> kr, vr;
+      const std::vector<float> k = random16(static_cast<size_t>(H) * D, rng, true, kr);
+      const std::vector<float> v = random16(k.size(), rng, true, vr);
+      std::copy(kr.begin(), kr.end(), nk.begin() + static_cast<ptrdiff_t>(b) * H * D);
+      std::copy(vr.begin(), vr.end(), nv.begin() + static_cast<ptrdiff_t>(b) * H * D);
+      cpu[b]->append(0, 1, k.data(), v.data());
+      cpu[b]->attend(0, 1, q.data() + static_cast<size_t>(b) * c.heads * D, ref.data() + static_cast<size_t>(b) * c.heads * D);
+      cpu[b]->commit(1);
+    }
+    auto dk = upload(nk), dv = upload(nv), dq = upload(q);
+    auto dout = poisoned(qn);
+    gpu.append(dk.as<uint16_t>(), dv.as<uint16_t>());
+    // Alternate the default split count and a single middle split.
+    gpu.attend(dq.as<float>(), dout.as<float>(), ws, step % 2 ? 1 : 0);
+    cuda::synchronize();
+    const double err = rel_err(download(dout, qn), ref);
+    worst = std::isnan(err) ? err : std::max(worst, err);
+    EXPECT_LE(err, tol) << "decode step " << step;
+  }
+  std::printf("fourier %s: T %lld, middle %lld -> %lld, worst output error %.3g\n", kv::dtype_name(c.dtype),
+              static_cast<long long>(seg.period), static_cast<long long>(seg.middle),
+              static_cast<long long>(gpu.mid_len()), worst);
+  EXPECT_EQ(gpu.mid_len(), cpu[0]->segments(0).middle);
+  check_coefficients("after rank-1 updates");
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Shapes, CudaFourier,
+    ::testing::Values(
+        FourierCase{8, 2, 64, 64, 64, 4, 700, 40, kv::CoeffDtype::F32, 2, 12},       // group 4, N = 32
+        FourierCase{8, 2, 64, 64, 64, 4, 700, 40, kv::CoeffDtype::BF16, 2, 12},
+        FourierCase{32, 8, 128, 1024, 256, 4, 3000, 64, kv::CoeffDtype::F32, 1, 4},  // Llama-3.1-8B heads, N = 512
+        FourierCase{32, 8, 128, 1024, 256, 4, 3000, 64, kv::CoeffDtype::BF16, 1, 4},
+        FourierCase{4, 4, 64, 256, 100, 2, 1500, 30, kv::CoeffDtype::BF16, 1, 6},    // no GQA, N = 128
+        FourierCase{16, 2, 128, 512, 128, 4, 2000, 30, kv::CoeffDtype::F32, 2, 5},   // group 8, N = 256
+        FourierCase{4, 2, 128, 2048, 128, 4, 2600, 20, kv::CoeffDtype::F32, 1, 3})); // group 2, N = 1024

@@ -1,0 +1,1050 @@
+#include <cuda_runtime.h>
+#include <cufft.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <numeric>
+#include <string>
+
+#include "cuda/fourier_gpu.h"
+#include "cuda/kernels.cuh"
+
+namespace harmonia::cuda {
+
+using namespace detail;
+using bf16 = __nv_bfloat16;
+
+namespace {
+
+constexpr int BT = 32;  // middle positions per tile of the fused kernel
+constexpr double kTwoPi = 6.283185307179586476925286766559;
+
+// ---- Coefficient storage ------------------------------------------------------------
+// f32: [M][cols] true values. bf16 (kv::FourierCache's CoeffMatrix): C_0 in f32
+// (dc[cols]), row N (S_0 = 0) unused, other rows stored as value * kappa (kappa = 1/T).
+
+__device__ __forceinline__ float coef_get(const float* c, const float* dc, int r, int j, int cols, int N,
+                                          float kappa) {
+  return c[static_cast<int64_t>(r) * cols + j];
+}
+__device__ __forceinline__ float coef_get(const bf16* c, const float* dc, int r, int j, int cols, int N, float kappa) {
+  if (r == 0) return dc[j];
+  if (r == N) return 0.0f;
+  return __bfloat162float(c[static_cast<int64_t>(r) * cols + j]) / kappa;
+}
+__device__ __forceinline__ void coef_set(float* c, float* dc, int r, int j, int cols, int N, float kappa, float v) {
+  c[static_cast<int64_t>(r) * cols + j] = v;
+}
+__device__ __forceinline__ void coef_set(bf16* c, float* dc, int r, int j, int cols, int N, float kappa, float v) {
+  if (r == 0)
+    dc[j] = v;
+  else if (r != N)
+    c[static_cast<int64_t>(r) * cols + j] = __float2bfloat16_rn(v * kappa);
+}
+// Spec §3.4 rank-1 step for one element: value += x * basis (basis = cos or sin of w_n p).
+__device__ __forceinline__ void coef_add(float* c, float* dc, int r, int j, int cols, int N, float kappa, float x,
+                                         float basis) {
+  float& e = c[static_cast<int64_t>(r) * cols + j];
+  e += x * basis;
+}
+__device__ __forceinline__ void coef_add(bf16* c, float* dc, int r, int j, int cols, int N, float kappa, float x,
+                                         float basis) {
+  if (r == 0) {
+    dc[j] += x;
+  } else if (r != N) {
+    bf16& e = c[static_cast<int64_t>(r) * cols + j];
+    e = __float2bfloat16_rn(__bfloat162float(e) + x * (basis * kappa));
+  }
+}
+
+// Device views of one layer (by value into kernels).
+template <typename CT>
+struct LayerView {
+  int B, H, Hq, G, D, N, M;
+  int64_t E, T, mid_cap;
+  int nkc_tot, nkn_tot, nvc_tot, nvn_tot;
+  const int *kc_idx, *kc_off, *kn_idx, *kn_off, *vc_idx, *vc_off, *vn_idx, *vn_off;  // [H+1] offsets
+  bf16 *kex, *vex;        // [B][H][E][D]
+  bf16 *midk, *midv;      // [B][mid_cap * nkn_tot] per head [mid_cap][nkn(h)] at mid_cap * kn_off[h]
+  CT *ck, *cv;            // [B][M * nkc_tot] per head [M][nkc(h)] at M * kc_off[h]
+  float *dck, *dcv;       // [B][nkc_tot] C_0 (bf16 storage)
+  float *ks, *ko, *vs, *vo;  // [B][nkc_tot] / [B][nvc_tot]: scale s_j and offset u_j - s_j i_j
+  float kappa;            // 1/T for bf16, 1 for f32
+  float w0, w;
+};
+
+// ---- 1. Projection of the queries into coefficient space --------------------------
+// grid (ceil(M/32), H, B); 4 warps x 8 rows. alpha[b][hq][r] = w_r sum_j q[kc_j] s_j C_r(j),
+// gamma[b][hq] = sum_j q[kc_j] off_j.
+template <typename CT, int G>
+__global__ void __launch_bounds__(kThreads) project_kernel(LayerView<CT> L, const float* __restrict__ q,
+                                                            float* alpha, float* gamma) {
+  __shared__ float qs[G][128];
+  const int h = blockIdx.y, b = blockIdx.z, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int c0 = L.kc_off[h], nkc = L.kc_off[h + 1] - c0;
+  const int* kc = L.kc_idx + c0;
+  const float* qb = q + (static_cast<int64_t>(b) * L.Hq + h * G) * L.D;
+  const float* sc = L.ks + static_cast<int64_t>(b) * L.nkc_tot + c0;
+  const float* of = L.ko + static_cast<int64_t>(b) * L.nkc_tot + c0;
+  for (int i = threadIdx.x; i < G * nkc; i += kThreads) {
+    const int g = i / nkc, j = i % nkc;
+    qs[g][j] = qb[g * L.D + kc[j]] * sc[j];
+  }
+  if (blockIdx.x == 0)
+    for (int g = warp; g < G; g += kWarps) {
+      float s = 0.0f;
+      for (int j = lane; j < nkc; j += 32) s = fmaf(qb[g * L.D + kc[j]], of[j], s);
+      for (int o = 16; o > 0; o /= 2) s += __shfl_xor_sync(kFull, s, o);
+      if (lane == 0) gamma[static_cast<int64_t>(b) * L.Hq + h * G + g] = s;
+    }
+  __syncthreads();
+  const CT* C = L.ck + static_cast<int64_t>(b) * L.M * L.nkc_tot + static_cast<int64_t>(L.M) * c0;
+  const float* dc = L.dck + static_cast<int64_t>(b) * L.nkc_tot + c0;
+  for (int i = 0; i < 8; ++i) {
+    const int r = blockIdx.x * 32 + warp * 8 + i;
+    if (r >= L.M) break;
+    float acc[G];
+#pragma unroll
+    for (int g = 0; g < G; ++g) acc[g] = 0.0f;
+    for (int j = lane; j < nkc; j += 32) {
+      const float c = coef_get(C, dc, r, j, nkc, L.N, L.kappa);
+#pragma unroll
+      for (int g = 0; g < G; ++g) acc[g] = fmaf(qs[g][j], c, acc[g]);
+    }
+    const float wr = r == 0 ? L.w0 : r == L.N ? 0.0f : L.w;
+#pragma unroll
+    for (int g = 0; g < G; ++g) {
+      float s = acc[g];
+      for (int o = 16; o > 0; o /= 2) s += __shfl_xor_sync(kFull, s, o);
+      if (lane == 0) alpha[(static_cast<int64_t>(b) * L.Hq + h * G + g) * L.M + r] = wr * s;
+    }
+  }
+}
+
+// ---- 2. FlashFourierAttention split kernel ----------------------------------------
+struct SplitParams {
+  const float *q, *alpha, *gamma;
+  const bf16 *kex, *vex;
+  int64_t E, n_exact;
+  const bf16 *midk, *midv;
+  int64_t mid_cap, mid_len;
+  int nkn_tot, nvn_tot;
+  const int *kn_idx, *kn_off, *vn_idx, *vn_off;
+  int N, Hq, H;
+  int64_t T;
+  float scale;
+  int S_ex, S_mid;
+  int64_t chunk_ex, chunk_mid;
+  float *pm, *pl, *po;  // [B][Hq][S_ex + S_mid] (po: x D)
+  float2* pA;           // [B][Hq][S_mid][N]
+};
+
+template <int D, int G>
+constexpr int middle_smem_floats() {
+  return 2 * G * D + 2 * BT * D + BT * G * (2 + kWarps) + 3 * G;
+}
+template <int D, int G>
+constexpr int split_smem_floats() {
+  return middle_smem_floats<D, G>() > combine_smem_floats<D, G>() ? middle_smem_floats<D, G>()
+                                                                  : combine_smem_floats<D, G>();
+}
+
+__device__ __forceinline__ float2 cmul(float2 a, float2 b) {
+  return make_float2(fmaf(a.x, b.x, -a.y * b.y), fmaf(a.x, b.y, a.y * b.x));
+}
+
+// e^{i 2 pi (n l mod T) / T}: the angle is reduced on integers first.
+__device__ __forceinline__ float2 phase(int64_t n, int64_t l, int64_t T) {
+  const int64_t r = (n * l) % T;
+  float s, c;
+  sincospif(static_cast<float>(2.0 * static_cast<double>(r) / static_cast<double>(T)), &s, &c);
+  return make_float2(c, s);
+}
+
+// grid (S_ex + S_mid, H, B). Blocks < S_ex: flash decoding over the exact rows
+// (sinks + local window). Others: a range of middle positions, BT per tile.
+template <int D, int G, int NPT>
+__global__ void __launch_bounds__(kThreads) fourier_split_kernel(SplitParams p) {
+  extern __shared__ float smem[];
+  const int split = blockIdx.x, h = blockIdx.y, b = blockIdx.z, tid = threadIdx.x;
+  const int S_tot = p.S_ex + p.S_mid;
+  const int64_t bhq = static_cast<int64_t>(b) * p.Hq + h * G;  // first query head of the group
+  const int64_t p0 = bhq * S_tot + split;
+  const float* qb = p.q + bhq * D;
+
+  if (split < p.S_ex) {
+    constexpr int LPR = D / 8;
+    const int sub = (tid & 31) % LPR;
+    float qr[G][8];
+#pragma unroll
+    for (int g = 0; g < G; ++g)
+#pragma unroll
+      for (int e = 0; e < 8; ++e) qr[g][e] = qb[g * D + sub * 8 + e] * p.scale;
+    const int64_t head = (static_cast<int64_t>(b) * p.H + h) * p.E * D;
+    const int64_t begin = split * p.chunk_ex, end = min(p.n_exact, begin + p.chunk_ex);
+    Online<G> st;
+    st.init();
+    dense_range<bf16, D, G>(p.kex + head, p.vex + head, begin, end, qr, st);
+    combine_write<D, G>(st, smem, p.pm + p0, p.pl + p0, p.po + p0 * D, S_tot);
+    return;
+  }
+
+  const int ms = split - p.S_ex, lane = tid & 31, warp = tid >> 5;
+  float* qkn = smem;               // [G][D] q at the exact K dims
+  float* kt = qkn + G * D;         // [BT][nkn] middle exact K tile
+  float* vt = kt + BT * D;         // [BT][nvn]
+  float* sc = vt + BT * D;         // [BT][G] scores
+  float* red = sc + BT * G;        // [kWarps][BT][G] spectral score partials
+  float* pr = red + kWarps * BT * G;  // [BT][G] probabilities
+  float* accx = pr + BT * G;       // [G][D] exact V dims of the output (first nvn used)
+  float* mcur = accx + G * D;      // [G]
+  float* lcur = mcur + G;          // [G]
+  float* corr = lcur + G;          // [G]
+  const int kn0 = p.kn_off[h], nkn = p.kn_off[h + 1] - kn0;
+  const int vn0 = p.vn_off[h], nvn = p.vn_off[h + 1] - vn0;
+  const int* kn = p.kn_idx + kn0;
+  const int* vn = p.vn_idx + vn0;
+  for (int i = tid; i < G * nkn; i += kThreads) qkn[(i / nkn) * D + i % nkn] = qb[(i / nkn) * D + kn[i % nkn]];
+  for (int i = tid; i < G * D; i += kThreads) accx[i] = 0.0f;
+  if (tid < G) {
+    mcur[tid] = -INFINITY;
+    lcur[tid] = 0.0f;
+  }
+  // This thread's frequencies n = tid + k * kThreads: projected query c_n = a_n - i b_n per head,
+  // the spectral accumulators A_n, and the one-position rotation e^{i w_n}.
+  float2 c[G][NPT], A[G][NPT], step[NPT];
+  int nn[NPT];
+  const int M = 2 * p.N;
+#pragma unroll
+  for (int k = 0; k < NPT; ++k) {
+    nn[k] = tid + k * kThreads;
+    const bool ok = nn[k] < p.N;
+    step[k] = phase(ok ? nn[k] : 0, 1, p.T);
+#pragma unroll
+    for (int g = 0; g < G; ++g) {
+      const float* al = p.alpha + (bhq + g) * M;
+      c[g][k] = ok ? make_float2(al[nn[k]], -al[p.N + nn[k]]) : make_float2(0.0f, 0.0f);
+      A[g][k] = make_float2(0.0f, 0.0f);
+    }
+  }
+  const int64_t lb = ms * p.chunk_mid, le = min(p.mid_len, lb + p.chunk_mid);
+  const bf16* mk = p.midk + static_cast<int64_t>(b) * p.mid_cap * p.nkn_tot + p.mid_cap * kn0;
+  const bf16* mv = p.midv + static_cast<int64_t>(b) * p.mid_cap * p.nvn_tot + p.mid_cap * vn0;
+  __syncthreads();
+
+  for (int64_t l1 = lb; l1 < le; l1 += BT) {
+    const int nr = le - l1 < BT ? static_cast<int>(le - l1) : BT;
+    for (int i = tid; i < nr * nkn; i += kThreads) kt[i] = __bfloat162float(mk[l1 * nkn + i]);
+    for (int i = tid; i < nr * nvn; i += kThreads) vt[i] = __bfloat162float(mv[l1 * nvn + i]);
+    float2 ph[NPT];
+#pragma unroll
+    for (int k = 0; k < NPT; ++k) ph[k] = phase(nn[k] < p.N ? nn[k] : 0, l1, p.T);
+    __syncthreads();
+    // Exact dims of the middle.
+    for (int i = tid; i < BT * G; i += kThreads) {
+      const int l0 = i / G, g = i % G;
+      float s = 0.0f;
+      if (l0 < nr)
+        for (int j = 0; j < nkn; ++j) s = fmaf(qkn[g * D + j], kt[l0 * nkn + j], s);
+      sc[i] = s;
+    }
+    // Compressed dims: Re(sum_n c_n e^{i w_n l}) over this thread's n, CH positions x G heads at a time.
+    constexpr int CH = 32 / G;
+    float2 u[NPT];
+#pragma unroll
+    for (int k = 0; k < NPT; ++k) u[k] = ph[k];
+#pragma unroll 1
+    for (int cb = 0; cb < BT; cb += CH) {
+      float part[32];
+#pragma unroll
+      for (int i = 0; i < 32; ++i) part[i] = 0.0f;
+#pragma unroll
+      for (int ci = 0; ci < CH; ++ci) {
+#pragma unroll
+        for (int k = 0; k < NPT; ++k) {
+#pragma unroll
+          for (int g = 0; g < G; ++g)
+            part[ci * G + g] = fmaf(c[g][k].x, u[k].x, fmaf(-c[g][k].y, u[k].y, part[ci * G + g]));
+          u[k] = cmul(u[k], step[k]);
+        }
+      }
+      red[warp * BT * G + cb * G + lane] = transpose_reduce32(part);
+    }
+    __syncthreads();
+    for (int i = tid; i < BT * G; i += kThreads) {
+      float s = sc[i] + p.gamma[bhq + i % G];
+#pragma unroll
+      for (int w = 0; w < kWarps; ++w) s += red[w * BT * G + i];
+      sc[i] = i / G < nr ? s * p.scale : -INFINITY;
+    }
+    __syncthreads();
+    if (tid < G) {
+      float mx = -INFINITY;
+      for (int l0 = 0; l0 < nr; ++l0) mx = fmaxf(mx, sc[l0 * G + tid]);
+      const float mn = fmaxf(mcur[tid], mx);
+      corr[tid] = rescale(mcur[tid], mn);
+      mcur[tid] = mn;
+    }
+    __syncthreads();
+    for (int i = tid; i < BT * G; i += kThreads) pr[i] = i / G < nr ? __expf(sc[i] - mcur[i % G]) : 0.0f;
+    __syncthreads();
+    if (tid < G) {
+      float s = 0.0f;
+      for (int l0 = 0; l0 < nr; ++l0) s += pr[l0 * G + tid];
+      lcur[tid] = fmaf(lcur[tid], corr[tid], s);
+    }
+    for (int i = tid; i < G * nvn; i += kThreads) {
+      const int g = i / nvn, j = i % nvn;
+      float a = accx[g * D + j] * corr[g];
+      for (int l0 = 0; l0 < nr; ++l0) a = fmaf(pr[l0 * G + g], vt[l0 * nvn + j], a);
+      accx[g * D + j] = a;
+    }
+    // Spectral sums of the probabilities: A_n += sum_l p_l e^{i w_n l}.
+    float cg[G];
+#pragma unroll
+    for (int g = 0; g < G; ++g) cg[g] = corr[g];
+#pragma unroll
+    for (int k = 0; k < NPT; ++k) {
+      u[k] = ph[k];
+#pragma unroll
+      for (int g = 0; g < G; ++g) A[g][k] = make_float2(A[g][k].x * cg[g], A[g][k].y * cg[g]);
+    }
+#pragma unroll 4
+    for (int l0 = 0; l0 < BT; ++l0) {
+      float pg[G];
+#pragma unroll
+      for (int g = 0; g < G; ++g) pg[g] = pr[l0 * G + g];
+#pragma unroll
+      for (int k = 0; k < NPT; ++k) {
+#pragma unroll
+        for (int g = 0; g < G; ++g) {
+          A[g][k].x = fmaf(pg[g], u[k].x, A[g][k].x);
+          A[g][k].y = fmaf(pg[g], u[k].y, A[g][k].y);
+        }
+        u[k] = cmul(u[k], step[k]);
+      }
+    }
+    __syncthreads();
+  }
+
+  // Partials: output row with the exact V dims in place (compressed dims added by the merge).
+  float* orow = kt;  // [G][D]
+  for (int i = tid; i < G * D; i += kThreads) orow[i] = 0.0f;
+  __syncthreads();
+  for (int i = tid; i < G * nvn; i += kThreads) orow[(i / nvn) * D + vn[i % nvn]] = accx[(i / nvn) * D + i % nvn];
+  __syncthreads();
+  for (int i = tid; i < G * D; i += kThreads) p.po[(p0 + static_cast<int64_t>(i / D) * S_tot) * D + i % D] = orow[i];
+  if (tid < G) {
+    p.pm[p0 + static_cast<int64_t>(tid) * S_tot] = mcur[tid];
+    p.pl[p0 + static_cast<int64_t>(tid) * S_tot] = lcur[tid];
+  }
+#pragma unroll
+  for (int k = 0; k < NPT; ++k)
+    if (nn[k] < p.N)
+#pragma unroll
+      for (int g = 0; g < G; ++g) p.pA[((bhq + g) * p.S_mid + ms) * p.N + nn[k]] = A[g][k];
+}
+
+// ---- 3. Merge -------------------------------------------------------------------------
+// One block per (b, hq): out = exact part (all splits), psum = middle probability mass,
+// ab[r] = w_r * merged spectral sums (row N zero), ab[M] = psum.
+__global__ void __launch_bounds__(kThreads) fourier_merge_kernel(const float* __restrict__ pm,
+                                                                 const float* __restrict__ pl,
+                                                                 const float* __restrict__ po,
+                                                                 const float2* __restrict__ pA, int S_ex, int S_mid,
+                                                                 int D, int N, float w0, float w, float* out,
+                                                                 float* ab) {
+  __shared__ float wt[2048];
+  __shared__ float inv[2];
+  const int64_t bh = blockIdx.x;
+  const int S = S_ex + S_mid, M = 2 * N;
+  if (threadIdx.x == 0) {
+    float mx = -INFINITY;
+    for (int s = 0; s < S; ++s) mx = fmaxf(mx, pm[bh * S + s]);
+    float L = 0.0f, Lm = 0.0f;
+    for (int s = 0; s < S; ++s) {
+      wt[s] = mx == -INFINITY ? 0.0f : rescale(pm[bh * S + s], mx);
+      L = fmaf(wt[s], pl[bh * S + s], L);
+      if (s >= S_ex) Lm = fmaf(wt[s], pl[bh * S + s], Lm);
+    }
+    inv[0] = L > 0.0f ? 1.0f / L : 0.0f;
+    inv[1] = Lm * inv[0];
+  }
+  __syncthreads();
+  const float il = inv[0];
+  for (int d = threadIdx.x; d < D; d += kThreads) {
+    float o = 0.0f;
+    for (int s = 0; s < S; ++s) o = fmaf(wt[s], po[(bh * S + s) * D + d], o);
+    out[bh * D + d] = o * il;
+  }
+  float* abr = ab + bh * (M + 1);
+  for (int n = threadIdx.x; n < N; n += kThreads) {
+    float ax = 0.0f, ay = 0.0f;
+    for (int s = 0; s < S_mid; ++s) {
+      const float2 a = pA[(bh * S_mid + s) * N + n];
+      ax = fmaf(wt[S_ex + s], a.x, ax);
+      ay = fmaf(wt[S_ex + s], a.y, ay);
+    }
+    abr[n] = (n == 0 ? w0 : w) * (ax * il);
+    abr[N + n] = n == 0 ? 0.0f : w * (ay * il);
+  }
+  if (threadIdx.x == 0) abr[M] = inv[1];
+}
+
+// grid (ceil(max |Dvc(h)| / 32), H, B): 32 columns x 4 row groups.
+// out[b][hq][vc_j] += s_j sum_r ab[r] Cv_r(j) + off_j psum.
+template <typename CT, int G>
+__global__ void __launch_bounds__(kThreads) fourier_vmap_kernel(LayerView<CT> L, const float* __restrict__ ab,
+                                                                float* out) {
+  __shared__ float red[kWarps][32][G];
+  const int h = blockIdx.y, b = blockIdx.z, jl = threadIdx.x & 31, rg = threadIdx.x >> 5;
+  const int c0 = L.vc_off[h], nvc = L.vc_off[h + 1] - c0;
+  const int j = blockIdx.x * 32 + jl;
+  if (blockIdx.x * 32 >= nvc) return;  // whole block idle (uniform)
+  const CT* C = L.cv + static_cast<int64_t>(b) * L.M * L.nvc_tot + static_cast<int64_t>(L.M) * c0;
+  const float* dc = L.dcv + static_cast<int64_t>(b) * L.nvc_tot + c0;
+  const int64_t bhq = static_cast<int64_t>(b) * L.Hq + h * G;
+  float acc[G];
+#pragma unroll
+  for (int g = 0; g < G; ++g) acc[g] = 0.0f;
+  if (j < nvc)
+    for (int r = rg; r < L.M; r += kWarps) {
+      const float cval = coef_get(C, dc, r, j, nvc, L.N, L.kappa);
+#pragma unroll
+      for (int g = 0; g < G; ++g) acc[g] = fmaf(ab[(bhq + g) * (L.M + 1) + r], cval, acc[g]);
+    }
+#pragma unroll
+  for (int g = 0; g < G; ++g) red[rg][jl][g] = acc[g];
+  __syncthreads();
+  if (rg == 0 && j < nvc) {
+    const float s = L.vs[static_cast<int64_t>(b) * L.nvc_tot + c0 + j];
+    const float off = L.vo[static_cast<int64_t>(b) * L.nvc_tot + c0 + j];
+    const int d = L.vc_idx[c0 + j];
+#pragma unroll
+    for (int g = 0; g < G; ++g) {
+      float a = 0.0f;
+      for (int w = 0; w < kWarps; ++w) a += red[w][jl][g];
+      const float psum = ab[(bhq + g) * (L.M + 1) + L.M];
+      out[(bhq + g) * L.D + d] += s * a + off * psum;
+    }
+  }
+}
+
+// ---- Decode-time update (spec §3.4) -------------------------------------------------------
+// grid (H, B): the exact dims of the oldest local token (ring slot `slot`) append to the middle.
+template <typename CT>
+__global__ void evict_exact_kernel(LayerView<CT> L, int64_t slot, int64_t mid_len) {
+  const int h = blockIdx.x, b = blockIdx.y;
+  const int64_t row = ((static_cast<int64_t>(b) * L.H + h) * L.E + slot) * L.D;
+  const int kn0 = L.kn_off[h], nkn = L.kn_off[h + 1] - kn0;
+  const int vn0 = L.vn_off[h], nvn = L.vn_off[h + 1] - vn0;
+  bf16* mk = L.midk + static_cast<int64_t>(b) * L.mid_cap * L.nkn_tot + L.mid_cap * kn0 + mid_len * nkn;
+  bf16* mv = L.midv + static_cast<int64_t>(b) * L.mid_cap * L.nvn_tot + L.mid_cap * vn0 + mid_len * nvn;
+  for (int j = threadIdx.x; j < nkn; j += blockDim.x) mk[j] = L.kex[row + L.kn_idx[kn0 + j]];
+  for (int j = threadIdx.x; j < nvn; j += blockDim.x) mv[j] = L.vex[row + L.vn_idx[vn0 + j]];
+}
+
+// grid (ceil(M/32), H, B): the compressed dims' rank-1 update at middle index pos.
+template <typename CT>
+__global__ void __launch_bounds__(kThreads) rank1_kernel(LayerView<CT> L, int64_t slot, int64_t pos) {
+  __shared__ float basis[32];
+  const int h = blockIdx.y, b = blockIdx.z, r0 = blockIdx.x * 32;
+  if (threadIdx.x < 32 && r0 + threadIdx.x < L.M) {
+    const int r = r0 + threadIdx.x, n = r % L.N;
+    // As kv::FourierCache: float(cos/sin(2 pi ((n p) mod T) / T)) in double.
+    const int64_t rr = (static_cast<int64_t>(n) * pos) % L.T;
+    const double a = kTwoPi * static_cast<double>(rr) / static_cast<double>(L.T);
+    basis[threadIdx.x] = static_cast<float>(r < L.N ? cos(a) : sin(a));
+  }
+  __syncthreads();
+  const int64_t row = ((static_cast<int64_t>(b) * L.H + h) * L.E + slot) * L.D;
+  for (int side = 0; side < 2; ++side) {
+    const int* off = side ? L.vc_off : L.kc_off;
+    const int* idx = side ? L.vc_idx : L.kc_idx;
+    const int c0 = off[h], cols = off[h + 1] - c0, tot = side ? L.nvc_tot : L.nkc_tot;
+    CT* C = (side ? L.cv : L.ck) + static_cast<int64_t>(b) * L.M * tot + static_cast<int64_t>(L.M) * c0;
+    float* dc = (side ? L.dcv : L.dck) + static_cast<int64_t>(b) * tot + c0;
+    const bf16* src = (side ? L.vex : L.kex) + row;
+    for (int i = threadIdx.x; i < 32 * cols; i += kThreads) {
+      const int rl = i / cols, j = i % cols, r = r0 + rl;
+      if (r >= L.M) continue;
+      coef_add(C, dc, r, j, cols, L.N, L.kappa, __bfloat162float(src[idx[c0 + j]]), basis[rl]);
+    }
+  }
+}
+
+// grid (H, B): the new token into ring slot `slot`.
+__global__ void push_kernel(bf16* kex, bf16* vex, const bf16* k, const bf16* v, int H, int64_t E, int D,
+                            int64_t slot) {
+  const int h = blockIdx.x, b = blockIdx.y;
+  const int64_t dst = ((static_cast<int64_t>(b) * H + h) * E + slot) * D, src = (static_cast<int64_t>(b) * H + h) * D;
+  for (int d = threadIdx.x; d < D; d += blockDim.x) {
+    kex[dst + d] = k[src + d];
+    vex[dst + d] = v[src + d];
+  }
+}
+
+// ---- Prefill (spec §3.3, §3.5) ------------------------------------------------------------
+// grid (E, H, B): sinks = prompt rows [0, sink), local = the last `window` rows (ring slots 0..).
+__global__ void copy_exact_kernel(bf16* kex, bf16* vex, const bf16* k, const bf16* v, int H, int64_t E, int D,
+                                  int64_t P, int64_t sink, int64_t window) {
+  const int64_t e = blockIdx.x;
+  const int h = blockIdx.y, b = blockIdx.z;
+  const int64_t src_row = e < sink ? e : P - window + (e - sink);
+  const int64_t head = static_cast<int64_t>(b) * H + h;
+  for (int d = threadIdx.x; d < D; d += blockDim.x) {
+    kex[(head * E + e) * D + d] = k[(head * P + src_row) * D + d];
+    vex[(head * E + e) * D + d] = v[(head * P + src_row) * D + d];
+  }
+}
+
+// grid (ceil(K/32), H, B): exact dims of middle tokens l < K.
+template <typename CT>
+__global__ void __launch_bounds__(kThreads) gather_middle_kernel(LayerView<CT> L, const bf16* k, const bf16* v,
+                                                                  int64_t P, int64_t sink, int64_t K) {
+  const int h = blockIdx.y, b = blockIdx.z;
+  const int64_t l0 = blockIdx.x * 32;
+  const int64_t head = (static_cast<int64_t>(b) * L.H + h) * P;
+  for (int side = 0; side < 2; ++side) {
+    const int* off = side ? L.vn_off : L.kn_off;
+    const int* idx = side ? L.vn_idx : L.kn_idx;
+    const int c0 = off[h], cols = off[h + 1] - c0;
+    bf16* dst = (side ? L.midv : L.midk) + static_cast<int64_t>(b) * L.mid_cap * (side ? L.nvn_tot : L.nkn_tot) +
+                L.mid_cap * c0;
+    const bf16* src = side ? v : k;
+    for (int i = threadIdx.x; i < 32 * cols; i += kThreads) {
+      const int64_t l = l0 + i / cols;
+      const int j = i % cols;
+      if (l < K) dst[l * cols + j] = src[(head + sink + l) * L.D + idx[c0 + j]];
+    }
+  }
+}
+
+// Compressed columns: (sequence b, kv head h, K or V, j) in a fixed order; X[c][t] = x_c(t) for t < K, 0 to T.
+struct ColumnTable {
+  const int *head, *side, *j;  // [n_cols per sequence]
+  int n_cols;
+};
+
+template <typename CT>
+__global__ void gather_columns_kernel(LayerView<CT> L, ColumnTable ct, const bf16* k, const bf16* v, int64_t P,
+                                      int64_t sink, int64_t K, int64_t c_begin, float* X) {
+  const int64_t c = c_begin + blockIdx.y;
+  const int b = static_cast<int>(c / ct.n_cols), cc = static_cast<int>(c % ct.n_cols);
+  const int h = ct.head[cc], side = ct.side[cc], j = ct.j[cc];
+  const int dim = side ? L.vc_idx[L.vc_off[h] + j] : L.kc_idx[L.kc_off[h] + j];
+  const bf16* src = (side ? v : k) + (static_cast<int64_t>(b) * L.H + h) * P * L.D + dim;
+  float* x = X + static_cast<int64_t>(blockIdx.y) * L.T;
+  for (int64_t t = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; t < L.T;
+       t += static_cast<int64_t>(gridDim.x) * blockDim.x)
+    x[t] = t < K ? __bfloat162float(src[(sink + t) * L.D]) : 0.0f;
+}
+
+// Mean and max absolute deviation (spec §3.5) of rows of length K, in double. One block per row.
+__global__ void __launch_bounds__(kThreads) mean_dev_kernel(const float* X, int64_t stride, int64_t K,
+                                                            double* mean, double* dev) {
+  __shared__ double s_sum[kThreads], s_min[kThreads], s_max[kThreads];
+  const float* x = X + static_cast<int64_t>(blockIdx.x) * stride;
+  double sum = 0, mn = INFINITY, mx = -INFINITY;
+  for (int64_t t = threadIdx.x; t < K; t += kThreads) {
+    const double v = x[t];
+    sum += v;
+    mn = fmin(mn, v);
+    mx = fmax(mx, v);
+  }
+  s_sum[threadIdx.x] = sum;
+  s_min[threadIdx.x] = mn;
+  s_max[threadIdx.x] = mx;
+  __syncthreads();
+  for (int o = kThreads / 2; o > 0; o /= 2) {
+    if (threadIdx.x < o) {
+      s_sum[threadIdx.x] += s_sum[threadIdx.x + o];
+      s_min[threadIdx.x] = fmin(s_min[threadIdx.x], s_min[threadIdx.x + o]);
+      s_max[threadIdx.x] = fmax(s_max[threadIdx.x], s_max[threadIdx.x + o]);
+    }
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) {
+    const double m = s_sum[0] / static_cast<double>(K);
+    mean[blockIdx.x] = m;
+    dev[blockIdx.x] = fmax(s_max[0] - m, m - s_min[0]);
+  }
+}
+
+// grid (ceil(N/128), cols): C_n = Re Z_n, S_n = -Im Z_n into the coefficient storage.
+template <typename CT>
+__global__ void store_coefficients_kernel(LayerView<CT> L, ColumnTable ct, int64_t c_begin, const float2* Z) {
+  const int64_t c = c_begin + blockIdx.y;
+  const int n = blockIdx.x * blockDim.x + threadIdx.x;
+  if (n >= L.N) return;
+  const int b = static_cast<int>(c / ct.n_cols), cc = static_cast<int>(c % ct.n_cols);
+  const int h = ct.head[cc], side = ct.side[cc], j = ct.j[cc];
+  const int* off = side ? L.vc_off : L.kc_off;
+  const int c0 = off[h], cols = off[h + 1] - c0, tot = side ? L.nvc_tot : L.nkc_tot;
+  CT* C = (side ? L.cv : L.ck) + static_cast<int64_t>(b) * L.M * tot + static_cast<int64_t>(L.M) * c0;
+  float* dc = (side ? L.dcv : L.dck) + static_cast<int64_t>(b) * tot + c0;
+  const float2 z = Z[static_cast<int64_t>(blockIdx.y) * (L.T / 2 + 1) + n];
+  coef_set(C, dc, n, j, cols, L.N, L.kappa, z.x);
+  coef_set(C, dc, L.N + n, j, cols, L.N, L.kappa, -z.y);
+}
+
+// grid (ceil((T/2+1)/128), cols): the Hermitian half spectrum of the reconstruction
+// r(l) = w0 C_0 + w sum_{n>=1} (C_n cos + S_n sin), from the coefficients as stored.
+template <typename CT>
+__global__ void recon_spectrum_kernel(LayerView<CT> L, ColumnTable ct, int64_t c_begin, float2* Z) {
+  const int64_t c = c_begin + blockIdx.y;
+  const int64_t n = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (n > L.T / 2) return;
+  float2 z = make_float2(0.0f, 0.0f);
+  if (n < L.N) {
+    const int b = static_cast<int>(c / ct.n_cols), cc = static_cast<int>(c % ct.n_cols);
+    const int h = ct.head[cc], side = ct.side[cc], j = ct.j[cc];
+    const int* off = side ? L.vc_off : L.kc_off;
+    const int c0 = off[h], cols = off[h + 1] - c0, tot = side ? L.nvc_tot : L.nkc_tot;
+    const CT* C = (side ? L.cv : L.ck) + static_cast<int64_t>(b) * L.M * tot + static_cast<int64_t>(L.M) * c0;
+    const float* dc = (side ? L.dcv : L.dck) + static_cast<int64_t>(b) * tot + c0;
+    const float cn = coef_get(C, dc, static_cast<int>(n), j, cols, L.N, L.kappa);
+    const float sn = coef_get(C, dc, static_cast<int>(L.N + n), j, cols, L.N, L.kappa);
+    if (n == 0)
+      z.x = static_cast<float>(static_cast<double>(L.w0) * cn);
+    else
+      z = make_float2(0.5f * static_cast<float>(static_cast<double>(L.w) * cn),
+                      -0.5f * static_cast<float>(static_cast<double>(L.w) * sn));
+  }
+  Z[static_cast<int64_t>(blockIdx.y) * (L.T / 2 + 1) + n] = z;
+}
+
+// grid (ceil(cols/128)): s = dev_u / dev_i (1 if dev_i = 0), off = u_bar - s i_bar, as kv::spectral::affine_match.
+template <typename CT>
+__global__ void affine_kernel(LayerView<CT> L, ColumnTable ct, int64_t c_begin, int64_t n, const double* mu,
+                              const double* du, const double* mi, const double* di) {
+  const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (i >= n) return;
+  const int64_t c = c_begin + i;
+  const int b = static_cast<int>(c / ct.n_cols), cc = static_cast<int>(c % ct.n_cols);
+  const int h = ct.head[cc], side = ct.side[cc], j = ct.j[cc];
+  const int* off = side ? L.vc_off : L.kc_off;
+  const int tot = side ? L.nvc_tot : L.nkc_tot;
+  const int64_t at = static_cast<int64_t>(b) * tot + off[h] + j;
+  const float u_bar = static_cast<float>(mu[i]), i_bar = static_cast<float>(mi[i]);
+  const float s = di[i] > 0 ? static_cast<float>(du[i] / di[i]) : 1.0f;
+  (side ? L.vs : L.ks)[at] = s;
+  (side ? L.vo : L.ko)[at] = u_bar - s * i_bar;
+}
+
+}  // namespace
+
+// ---- Host side -------------------------------------------------------------------------------
+
+struct FourierLayer::Impl {
+  FourierConfig cfg;
+  int B, H, Hq, G, D, N, M;
+  int64_t E;
+  std::vector<int> nkc, nkn, nvc, nvn;                  // [H]
+  std::vector<int> kc_off, kn_off, vc_off, vn_off;      // [H+1]
+  int nkc_tot = 0, nkn_tot = 0, nvc_tot = 0, nvn_tot = 0;
+  DeviceBuffer idx;  // kc, kn, vc, vn lists then the four offset arrays
+  int o_kc = 0, o_kn = 0, o_vc = 0, o_vn = 0, o_kco = 0, o_kno = 0, o_vco = 0, o_vno = 0;
+  DeviceBuffer cols;  // column table: head, side, j
+  int n_cols = 0;
+  DeviceBuffer kex, vex, midk, midv, ck, cv, dck, dcv, ks, ko, vs, vo, alpha, gamma;
+  bool compressed = false;
+  int64_t mid_len = 0, lstart = 0;
+
+  template <typename CT>
+  LayerView<CT> view() const {
+    LayerView<CT> L{};
+    L.B = B, L.H = H, L.Hq = Hq, L.G = G, L.D = D, L.N = N, L.M = M;
+    L.E = E, L.T = cfg.period, L.mid_cap = cfg.mid_capacity;
+    L.nkc_tot = nkc_tot, L.nkn_tot = nkn_tot, L.nvc_tot = nvc_tot, L.nvn_tot = nvn_tot;
+    const int* base = idx.as<int>();
+    L.kc_idx = base + o_kc, L.kn_idx = base + o_kn, L.vc_idx = base + o_vc, L.vn_idx = base + o_vn;
+    L.kc_off = base + o_kco, L.kn_off = base + o_kno, L.vc_off = base + o_vco, L.vn_off = base + o_vno;
+    L.kex = kex.as<bf16>(), L.vex = vex.as<bf16>(), L.midk = midk.as<bf16>(), L.midv = midv.as<bf16>();
+    L.ck = ck.as<CT>(), L.cv = cv.as<CT>(), L.dck = dck.as<float>(), L.dcv = dcv.as<float>();
+    L.ks = ks.as<float>(), L.ko = ko.as<float>(), L.vs = vs.as<float>(), L.vo = vo.as<float>();
+    L.kappa = cfg.coeff_bf16 ? static_cast<float>(1.0 / static_cast<double>(cfg.period)) : 1.0f;
+    L.w0 = static_cast<float>(cfg.w0), L.w = static_cast<float>(cfg.w);
+    return L;
+  }
+  ColumnTable column_table() const {
+    const int* c = cols.as<int>();
+    return {c, c + n_cols, c + 2 * n_cols, n_cols};
+  }
+  int coef_bytes() const { return cfg.coeff_bf16 ? 2 : 4; }
+
+  template <typename CT>
+  void prefill_t(const bf16* k, const bf16* v, int64_t P);
+  template <typename CT>
+  void append_t(const bf16* k, const bf16* v);
+  template <typename CT>
+  void attend_t(const float* q, float* out, AttentionWorkspace& ws, int target_blocks);
+};
+
+FourierLayer::FourierLayer(const FourierConfig& cfg, const std::vector<FourierHeadDims>& heads)
+    : im_(std::make_unique<Impl>()) {
+  Impl& I = *im_;
+  I.cfg = cfg;
+  const DecodeShape& s = cfg.shape;
+  I.B = s.batch, I.H = s.n_kv_heads, I.Hq = s.n_heads, I.D = s.head_dim;
+  if (I.B < 1 || I.H < 1 || I.Hq % I.H || static_cast<int>(heads.size()) != I.H)
+    fail_invalid("cuda fourier: bad shape or " + std::to_string(heads.size()) + " head splits for " +
+                 std::to_string(I.H) + " kv heads");
+  I.G = I.Hq / I.H;
+  if (cfg.coeffs < 2 || cfg.coeffs % 2 || cfg.window < 1 || cfg.sink < 0)
+    fail_invalid("cuda fourier: invalid sink/window/coeffs");
+  I.M = static_cast<int>(cfg.coeffs);
+  I.N = I.M / 2;
+  if (cfg.period <= 2 * static_cast<int64_t>(I.N - 1) || cfg.mid_capacity < 1 || cfg.mid_capacity > cfg.period)
+    fail_invalid("cuda fourier: period " + std::to_string(cfg.period) + " must exceed 2(N-1) = " +
+                 std::to_string(2 * (I.N - 1)) + " and hold the middle capacity " +
+                 std::to_string(cfg.mid_capacity));
+  I.E = cfg.sink + cfg.window;
+  std::vector<int> flat;
+  auto add_list = [&](auto member, std::vector<int>& count, std::vector<int>& off, int& at) {
+    at = static_cast<int>(flat.size());
+    off.assign(1, 0);
+    for (const auto& hd : heads) {
+      const std::vector<int>& l = hd.*member;
+      for (int d : l) {
+        if (d < 0 || d >= I.D) fail_invalid("cuda fourier: dim index " + std::to_string(d) + " out of range");
+        flat.push_back(d);
+      }
+      count.push_back(static_cast<int>(l.size()));
+      off.push_back(off.back() + static_cast<int>(l.size()));
+    }
+  };
+  add_list(&FourierHeadDims::kc, I.nkc, I.kc_off, I.o_kc);
+  add_list(&FourierHeadDims::kn, I.nkn, I.kn_off, I.o_kn);
+  add_list(&FourierHeadDims::vc, I.nvc, I.vc_off, I.o_vc);
+  add_list(&FourierHeadDims::vn, I.nvn, I.vn_off, I.o_vn);
+  for (int h = 0; h < I.H; ++h)
+    if (I.nkc[h] + I.nkn[h] != I.D || I.nvc[h] + I.nvn[h] != I.D)
+      fail_invalid("cuda fourier: kv head " + std::to_string(h) + ": compressed + exact dims must be head_dim");
+  I.nkc_tot = I.kc_off.back(), I.nkn_tot = I.kn_off.back(), I.nvc_tot = I.vc_off.back(), I.nvn_tot = I.vn_off.back();
+  const std::pair<std::vector<int>*, int*> offsets[] = {
+      {&I.kc_off, &I.o_kco}, {&I.kn_off, &I.o_kno}, {&I.vc_off, &I.o_vco}, {&I.vn_off, &I.o_vno}};
+  for (auto [v, at] : offsets) {
+    *at = static_cast<int>(flat.size());
+    flat.insert(flat.end(), v->begin(), v->end());
+  }
+  I.idx.reserve(flat.size() * sizeof(int));
+  to_device(I.idx.get(), flat.data(), flat.size() * sizeof(int));
+  std::vector<int> head, side, jj;
+  for (int h = 0; h < I.H; ++h)
+    for (int sd = 0; sd < 2; ++sd)
+      for (int j = 0; j < (sd ? I.nvc[h] : I.nkc[h]); ++j) {
+        head.push_back(h);
+        side.push_back(sd);
+        jj.push_back(j);
+      }
+  I.n_cols = static_cast<int>(head.size());
+  std::vector<int> table = head;
+  table.insert(table.end(), side.begin(), side.end());
+  table.insert(table.end(), jj.begin(), jj.end());
+  I.cols.reserve(std::max<size_t>(table.size(), 1) * sizeof(int));
+  if (!table.empty()) to_device(I.cols.get(), table.data(), table.size() * sizeof(int));
+
+  const size_t B = I.B;
+  I.kex.reserve(B * I.H * I.E * I.D * 2);
+  I.vex.reserve(B * I.H * I.E * I.D * 2);
+  I.midk.reserve(std::max<size_t>(1, B * cfg.mid_capacity * I.nkn_tot) * 2);
+  I.midv.reserve(std::max<size_t>(1, B * cfg.mid_capacity * I.nvn_tot) * 2);
+  I.ck.reserve(std::max<size_t>(1, B * I.M * I.nkc_tot) * I.coef_bytes());
+  I.cv.reserve(std::max<size_t>(1, B * I.M * I.nvc_tot) * I.coef_bytes());
+  for (DeviceBuffer* d : {&I.dck, &I.ks, &I.ko}) d->reserve(std::max<size_t>(1, B * I.nkc_tot) * 4);
+  for (DeviceBuffer* d : {&I.dcv, &I.vs, &I.vo}) d->reserve(std::max<size_t>(1, B * I.nvc_tot) * 4);
+  I.alpha.reserve(B * I.Hq * I.M * 4);
+  I.gamma.reserve(B * I.Hq * 4);
+}
+
+FourierLayer::~FourierLayer() = default;
+
+int64_t FourierLayer::mid_len() const { return im_->mid_len; }
+
+template <typename CT>
+void FourierLayer::Impl::prefill_t(const bf16* k, const bf16* v, int64_t P) {
+  const int64_t K = P - cfg.sink - cfg.window, T = cfg.period;
+  if (K < 1 || K > cfg.mid_capacity)
+    fail_invalid("cuda fourier prefill: prompt of " + std::to_string(P) + " tokens leaves a middle of " +
+                 std::to_string(K) + " (capacity " + std::to_string(cfg.mid_capacity) + ")");
+  const LayerView<CT> L = view<CT>();
+  copy_exact_kernel<<<dim3(E, H, B), 128>>>(kex.as<bf16>(), vex.as<bf16>(), k, v, H, E, D, P, cfg.sink, cfg.window);
+  check_launch("fourier prefill: sinks and window");
+  gather_middle_kernel<CT><<<dim3((K + 31) / 32, H, B), kThreads>>>(L, k, v, P, cfg.sink, K);
+  check_launch("fourier prefill: middle exact dims");
+  if (cfg.coeff_bf16) {  // row 0 of bf16 storage is unused; keep it defined
+    fill_zero(ck.get(), ck.bytes());
+    fill_zero(cv.get(), cv.bytes());
+  }
+  const ColumnTable ct = column_table();
+  const int64_t total = static_cast<int64_t>(B) * n_cols;
+  const int64_t per_chunk = std::max<int64_t>(1, std::min<int64_t>({total, (int64_t{128} << 20) / (T * 4), 32768}));
+  DeviceBuffer X(per_chunk * T * 4), Z(per_chunk * (T / 2 + 1) * 8), st(per_chunk * 4 * 8);
+  double* mu = st.as<double>();
+  double *du = mu + per_chunk, *mi = du + per_chunk, *di = mi + per_chunk;
+  for (int64_t c0 = 0; c0 < total; c0 += per_chunk) {
+    const int n = static_cast<int>(std::min(per_chunk, total - c0));
+    int len = static_cast<int>(T);
+    cufftHandle fwd, inv;
+    check_cufft(cufftPlanMany(&fwd, 1, &len, nullptr, 1, len, nullptr, 1, len / 2 + 1, CUFFT_R2C, n), "plan r2c");
+    check_cufft(cufftPlanMany(&inv, 1, &len, nullptr, 1, len / 2 + 1, nullptr, 1, len, CUFFT_C2R, n), "plan c2r");
+    gather_columns_kernel<CT><<<dim3(static_cast<unsigned>(std::min<int64_t>((T + 255) / 256, 1024)), n), 256>>>(
+        L, ct, k, v, P, cfg.sink, K, c0, X.as<float>());
+    check_launch("fourier prefill: gather columns");
+    mean_dev_kernel<<<n, kThreads>>>(X.as<float>(), T, K, mu, du);
+    check_launch("fourier prefill: signal statistics");
+    check_cufft(cufftExecR2C(fwd, X.as<cufftReal>(), Z.as<cufftComplex>()), "exec r2c");
+    store_coefficients_kernel<CT><<<dim3((N + 127) / 128, n), 128>>>(L, ct, c0, Z.as<float2>());
+    check_launch("fourier prefill: store coefficients");
+    recon_spectrum_kernel<CT><<<dim3(static_cast<unsigned>((T / 2 + 1 + 127) / 128), n), 128>>>(L, ct, c0,
+                                                                                               Z.as<float2>());
+    check_launch("fourier prefill: reconstruction spectrum");
+    check_cufft(cufftExecC2R(inv, Z.as<cufftComplex>(), X.as<cufftReal>()), "exec c2r");
+    mean_dev_kernel<<<n, kThreads>>>(X.as<float>(), T, K, mi, di);
+    check_launch("fourier prefill: reconstruction statistics");
+    affine_kernel<CT><<<(n + 127) / 128, 128>>>(L, ct, c0, n, mu, du, mi, di);
+    check_launch("fourier prefill: affine correction");
+    synchronize();
+    cufftDestroy(fwd);
+    cufftDestroy(inv);
+  }
+  compressed = true;
+  mid_len = K;
+  lstart = 0;
+}
+
+void FourierLayer::prefill(const uint16_t* k, const uint16_t* v, int64_t P) {
+  const auto* kb = reinterpret_cast<const bf16*>(k);
+  const auto* vb = reinterpret_cast<const bf16*>(v);
+  if (im_->cfg.coeff_bf16)
+    im_->prefill_t<bf16>(kb, vb, P);
+  else
+    im_->prefill_t<float>(kb, vb, P);
+}
+
+template <typename CT>
+void FourierLayer::Impl::append_t(const bf16* k, const bf16* v) {
+  if (!compressed) fail_unsupported("cuda fourier append: the layer has not been prefilled");
+  if (mid_len >= cfg.period)
+    fail_unsupported("cuda fourier append: middle index " + std::to_string(mid_len) + " reached the period T = " +
+                     std::to_string(cfg.period) + " (re-anchoring is CPU-only)");
+  if (mid_len >= cfg.mid_capacity)
+    fail_unsupported("cuda fourier append: middle capacity " + std::to_string(cfg.mid_capacity) + " reached");
+  const LayerView<CT> L = view<CT>();
+  const int64_t slot = cfg.sink + lstart;
+  evict_exact_kernel<CT><<<dim3(H, B), 128>>>(L, slot, mid_len);
+  check_launch("fourier append: evict exact dims");
+  rank1_kernel<CT><<<dim3((M + 31) / 32, H, B), kThreads>>>(L, slot, mid_len);
+  check_launch("fourier append: rank-1 update");
+  push_kernel<<<dim3(H, B), 128>>>(kex.as<bf16>(), vex.as<bf16>(), k, v, H, E, D, slot);
+  check_launch("fourier append: push");
+  ++mid_len;
+  lstart = (lstart + 1) % cfg.window;
+}
+
+void FourierLayer::append(const uint16_t* k, const uint16_t* v) {
+  const auto* kb = reinterpret_cast<const bf16*>(k);
+  const auto* vb = reinterpret_cast<const bf16*>(v);
+  if (im_->cfg.coeff_bf16)
+    im_->append_t<bf16>(kb, vb);
+  else
+    im_->append_t<float>(kb, vb);
+}
+
+namespace {
+
+template <int D, int G, int NPT>
+void launch_split(const SplitParams& p, int B, int H) {
+  constexpr int bytes = split_smem_floats<D, G>() * 4;
+  static bool configured = false;  // per instantiation
+  if (!configured) {
+    check(cudaFuncSetAttribute(fourier_split_kernel<D, G, NPT>, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes),
+          "cudaFuncSetAttribute");
+    configured = true;
+  }
+  fourier_split_kernel<D, G, NPT><<<dim3(p.S_ex + p.S_mid, H, B), kThreads, bytes>>>(p);
+}
+
+template <int D, int G>
+void dispatch_npt(int N, const SplitParams& p, int B, int H) {
+  if (N <= kThreads) return launch_split<D, G, 1>(p, B, H);
+  if constexpr (G <= 4) {
+    if (N <= 4 * kThreads) return launch_split<D, G, 4>(p, B, H);
+    if (N <= 8 * kThreads) return launch_split<D, G, 8>(p, B, H);
+  } else {
+    if (N <= 4 * kThreads) return launch_split<D, G, 4>(p, B, H);
+  }
+  fail_unsupported("cuda fourier attention: " + std::to_string(N) + " frequencies with a GQA group of " +
+                   std::to_string(G));
+}
+
+template <int D>
+void dispatch_g(int G, int N, const SplitParams& p, int B, int H) {
+  switch (G) {
+    case 1: return dispatch_npt<D, 1>(N, p, B, H);
+    case 2: return dispatch_npt<D, 2>(N, p, B, H);
+    case 4: return dispatch_npt<D, 4>(N, p, B, H);
+    case 8: return dispatch_npt<D, 8>(N, p, B, H);
+  }
+  fail_unsupported("cuda fourier attention: GQA group of " + std::to_string(G) + " (have 1, 2, 4, 8)");
+}
+
+template <typename CT>
+void launch_project(int G, const LayerView<CT>& L, const float* q, float* alpha, float* gamma) {
+  const dim3 grid((L.M + 31) / 32, L.H, L.B);
+  switch (G) {
+    case 1: return project_kernel<CT, 1><<<grid, kThreads>>>(L, q, alpha, gamma);
+    case 2: return project_kernel<CT, 2><<<grid, kThreads>>>(L, q, alpha, gamma);
+    case 4: return project_kernel<CT, 4><<<grid, kThreads>>>(L, q, alpha, gamma);
+    case 8: return project_kernel<CT, 8><<<grid, kThreads>>>(L, q, alpha, gamma);
+  }
+}
+
+template <typename CT>
+void launch_vmap(int G, const LayerView<CT>& L, int max_nvc, const float* ab, float* out) {
+  const dim3 grid(std::max(1, (max_nvc + 31) / 32), L.H, L.B);
+  switch (G) {
+    case 1: return fourier_vmap_kernel<CT, 1><<<grid, kThreads>>>(L, ab, out);
+    case 2: return fourier_vmap_kernel<CT, 2><<<grid, kThreads>>>(L, ab, out);
+    case 4: return fourier_vmap_kernel<CT, 4><<<grid, kThreads>>>(L, ab, out);
+    case 8: return fourier_vmap_kernel<CT, 8><<<grid, kThreads>>>(L, ab, out);
+  }
+}
+
+}  // namespace
+
+template <typename CT>
+void FourierLayer::Impl::attend_t(const float* q, float* out, AttentionWorkspace& ws, int target_blocks) {
+  if (!compressed) fail_unsupported("cuda fourier attend: the layer has not been prefilled");
+  if (D != 64 && D != 128) fail_unsupported("cuda fourier attention: head_dim " + std::to_string(D) + " (have 64, 128)");
+  if (G != 1 && G != 2 && G != 4 && G != 8)
+    fail_unsupported("cuda fourier attention: GQA group of " + std::to_string(G) + " (have 1, 2, 4, 8)");
+  const LayerView<CT> L = view<CT>();
+  launch_project<CT>(G, L, q, alpha.as<float>(), gamma.as<float>());
+  check_launch("fourier attention: projection");
+
+  const int64_t n_exact = cfg.sink + cfg.window;
+  const int64_t units = static_cast<int64_t>(B) * H;
+  SplitParams p{};
+  p.S_mid = std::min(choose_splits(mid_len, units, target_blocks, 256), 1024);
+  p.chunk_mid = ((mid_len + p.S_mid - 1) / p.S_mid + BT - 1) / BT * BT;
+  p.S_mid = static_cast<int>((mid_len + p.chunk_mid - 1) / p.chunk_mid);
+  p.S_ex = std::min(choose_splits(n_exact, units, target_blocks, 256), 64);
+  p.chunk_ex = (n_exact + p.S_ex - 1) / p.S_ex;
+  p.S_ex = static_cast<int>((n_exact + p.chunk_ex - 1) / p.chunk_ex);
+  const int S = p.S_ex + p.S_mid;
+  const size_t np = static_cast<size_t>(B) * Hq * S;
+  ws.m.reserve(np * 4);
+  ws.l.reserve(np * 4);
+  ws.o.reserve(np * D * 4);
+  ws.a.reserve(static_cast<size_t>(B) * Hq * p.S_mid * N * 8);
+  ws.ab.reserve(static_cast<size_t>(B) * Hq * (M + 1) * 4);
+  p.q = q, p.alpha = alpha.as<float>(), p.gamma = gamma.as<float>();
+  p.kex = kex.as<bf16>(), p.vex = vex.as<bf16>(), p.E = E, p.n_exact = n_exact;
+  p.midk = midk.as<bf16>(), p.midv = midv.as<bf16>(), p.mid_cap = cfg.mid_capacity, p.mid_len = mid_len;
+  p.nkn_tot = nkn_tot, p.nvn_tot = nvn_tot;
+  p.kn_idx = L.kn_idx, p.kn_off = L.kn_off, p.vn_idx = L.vn_idx, p.vn_off = L.vn_off;
+  p.N = N, p.Hq = Hq, p.H = H, p.T = cfg.period, p.scale = 1.0f / std::sqrt(static_cast<float>(D));
+  p.pm = ws.m.as<float>(), p.pl = ws.l.as<float>(), p.po = ws.o.as<float>(), p.pA = ws.a.as<float2>();
+  if (D == 64)
+    dispatch_g<64>(G, N, p, B, H);
+  else
+    dispatch_g<128>(G, N, p, B, H);
+  check_launch("fourier attention: split kernel");
+  fourier_merge_kernel<<<B * Hq, kThreads>>>(p.pm, p.pl, p.po, p.pA, p.S_ex, p.S_mid, D, N, L.w0, L.w, out,
+                                             ws.ab.as<float>());
+  check_launch("fourier attention: merge");
+  launch_vmap<CT>(G, L, *std::max_element(nvc.begin(), nvc.end()), ws.ab.as<float>(), out);
+  check_launch("fourier attention: V coefficients");
+}
+
+void FourierLayer::attend(const float* q, float* out, AttentionWorkspace& ws, int target_blocks) {
+  if (im_->cfg.coeff_bf16)
+    im_->attend_t<bf16>(q, out, ws, target_blocks);
+  else
+    im_->attend_t<float>(q, out, ws, target_blocks);
+}
+
+void FourierLayer::fill_random(int64_t mid_len, uint64_t seed) {
+  Impl& I = *im_;
+  if (mid_len < 1 || mid_len > I.cfg.mid_capacity) fail_invalid("cuda fourier fill_random: bad middle length");
+  auto fill_bf16 = [&](DeviceBuffer& d, size_t n, float scale) { fill_uniform_bf16(d.get(), n, seed++, scale); };
+  auto fill_f32 = [&](DeviceBuffer& d, size_t n, float scale) { fill_uniform_f32(d.as<float>(), n, seed++, scale); };
+  const size_t B = I.B;
+  fill_bf16(I.kex, B * I.H * I.E * I.D, 1.0f);
+  fill_bf16(I.vex, B * I.H * I.E * I.D, 1.0f);
+  fill_bf16(I.midk, B * I.cfg.mid_capacity * I.nkn_tot, 1.0f);
+  fill_bf16(I.midv, B * I.cfg.mid_capacity * I.nvn_tot, 1.0f);
+  const float cs = I.cfg.coeff_bf16 ? 1.0f : static_cast<float>(mid_len) * 0.01f;  // stored values
+  if (I.cfg.coeff_bf16) {
+    fill_bf16(I.ck, B * I.M * I.nkc_tot, cs);
+    fill_bf16(I.cv, B * I.M * I.nvc_tot, cs);
+  } else {
+    fill_f32(I.ck, B * I.M * I.nkc_tot, cs);
+    fill_f32(I.cv, B * I.M * I.nvc_tot, cs);
+  }
+  fill_f32(I.dck, B * I.nkc_tot, 1.0f);
+  fill_f32(I.dcv, B * I.nvc_tot, 1.0f);
+  fill_f32(I.ks, B * I.nkc_tot, 1.0f);
+  fill_f32(I.ko, B * I.nkc_tot, 0.1f);
+  fill_f32(I.vs, B * I.nvc_tot, 1.0f);
+  fill_f32(I.vo, B * I.nvc_tot, 0.1f);
+  synchronize();
+  I.compressed = true;
+  I.mid_len = mid_len;
+  I.lstart = 0;
+}
+
+std::vector<float> FourierLayer::coefficients(int b, int h, bool values) const {
+  const Impl& I = *im_;
+  const int cols = values ? I.nvc.at(h) : I.nkc.at(h);
+  const int c0 = values ? I.vc_off[h] : I.kc_off[h];
+  const int tot = values ? I.nvc_tot : I.nkc_tot;
+  std::vector<float> out(static_cast<size_t>(I.M) * cols);
+  if (cols == 0) return out;
+  const size_t n = static_cast<size_t>(I.M) * cols;
+  const size_t at = (static_cast<size_t>(b) * I.M * tot + static_cast<size_t>(I.M) * c0);
+  const DeviceBuffer& C = values ? I.cv : I.ck;
+  if (!I.cfg.coeff_bf16) {
+    to_host(out.data(), C.as<float>() + at, n * 4);
+    return out;
+  }
+  std::vector<uint16_t> raw(n);
+  std::vector<float> dc(cols);
+  to_host(raw.data(), C.as<uint16_t>() + at, n * 2);
+  to_host(dc.data(), (values ? I.dcv : I.dck).as<float>() + static_cast<size_t>(b) * tot + c0, cols * 4);
+  const float kappa = static_cast<float>(1.0 / static_cast<double>(I.cfg.period));
+  for (int r = 0; r < I.M; ++r)
+    for (int j = 0; j < cols; ++j) {
+      float v;
+      if (r == 0) {
+        v = dc[j];
+      } else if (r == I.N) {
+        v = 0.0f;
+      } else {
+        const uint32_t u = static_cast<uint32_t>(raw[static_cast<size_t>(r) * cols + j]) << 16;
+        float f;
+        std::memcpy(&f, &u, 4);
+        v = f / kappa;
+      }
+      out[static_cast<size_t>(r) * cols + j] = v;
+    }
+  return out;
+}
+
+size_t FourierLayer::attention_bytes() const {
+  const Impl& I = *im_;
+  const size_t B = I.B, nc = I.nkc_tot + I.nvc_tot;
+  const size_t exact = B * 2 * I.H * static_cast<size_t>(I.E) * I.D * 2;
+  const size_t middle = B * static_cast<size_t>(I.mid_len) * (I.nkn_tot + I.nvn_tot) * 2;
+  // bf16 storage: M - 2 rows of 2 bytes plus C_0 in f32 = 2 M bytes per dim (as kv::FourierCache counts).
+  const size_t coef = B * nc * static_cast<size_t>(I.M) * I.coef_bytes();
+  const size_t stats = B * nc * 2 * 4;
+  return exact + middle + coef + stats;
+}
+
+size_t FourierLayer::held_bytes() const { return attention_bytes(); }
+
+}  // namespace harmonia::cuda

@@ -1,0 +1,93 @@
+#pragma once
+// FourierAttention (arXiv 2506.11886; spec shared/specs/fourierattention.md) on
+// the GPU: one layer's compressed KV cache for a batch of sequences, its
+// prefill (coefficients by cuFFT, §3.3, statistics §3.5), the decode-time
+// eviction with the rank-1 coefficient update (§3.4), and FlashFourierAttention
+// decode in the spectral domain (§4.3).
+//
+// The arithmetic mirrors kv::FourierCache's default mode (src/kv/fourier.cpp):
+// the true middle index for evictions, one period T everywhere, the proper
+// inverse (1/T)[C_0 + 2 sum ...] (any w0, w can be given), frozen f32
+// statistics, and for bf16 coefficients the same storage (C_0 in f32, the zero
+// S_0 row dropped, other rows scaled by 1/T). Exact K/V are bf16.
+//
+// Attention, per layer and decode step (three launches):
+//  1. projection: per KV head, the query heads of its GQA group are projected
+//     into coefficient space in one pass over the K coefficients
+//     (alpha_r = w_r sum_j q_j s_j C_r(j), gamma = sum_j q_j (u_j - s_j i_j));
+//  2. one fused split-KV kernel: blocks over the exact sinks + local window
+//     (plain flash decoding), and blocks over the middle that score each
+//     middle token by its exact dims plus the trigonometric polynomial
+//     sum_n a_n cos(w_n l) + b_n sin(w_n l) (no compressed value is ever
+//     rebuilt), keep an online softmax, and accumulate the exact V dims and
+//     the spectral sums A_n = sum_l p_l e^{i w_n l};
+//  3. merge with log-sum-exp weights, then the compressed V dims of the output
+//     from the merged A_n through the V coefficients and the affine correction.
+// NOTE: the spec's "one fused kernel" is step 2; the projection (1) and the
+// V-coefficient map (3) run once per KV head rather than once per split block,
+// which is what keeps the coefficient bytes at one read per step.
+//
+// Batch: all sequences of a FourierLayer have the same segment lengths (the
+// engine batches equal-length requests or uses one FourierLayer per sequence).
+// Past T (middle index >= period) the CPU re-anchors the basis; here append()
+// throws Error(Unsupported).
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "cuda/attention.h"
+
+namespace harmonia::cuda {
+
+// Within-head dim offsets of one KV head (kv::HeadDims): compressed / exact K and V dims.
+struct FourierHeadDims {
+  std::vector<int> kc, kn, vc, vn;
+};
+
+struct FourierConfig {
+  DecodeShape shape;  // head_dim 64 or 128
+  int64_t sink = 4, window = 1024, coeffs = 1024;  // L_init, L_local, M = 2N
+  bool coeff_bf16 = false;                         // coefficient storage: f32 or bf16
+  int64_t period = 0;                              // T, > 2(N - 1)
+  double w0 = 0, w = 0;                            // reconstruction weights (proper inverse: 1/T, 2/T)
+  int64_t mid_capacity = 0;                        // most middle tokens held (<= period)
+};
+
+class FourierLayer {
+ public:
+  // heads: [n_kv_heads]. Throws Error(InvalidInput) for inconsistent dims or sizes.
+  FourierLayer(const FourierConfig& cfg, const std::vector<FourierHeadDims>& heads);
+  ~FourierLayer();
+  FourierLayer(const FourierLayer&) = delete;
+  FourierLayer& operator=(const FourierLayer&) = delete;
+
+  // Spec §5 prefill step 4: compress a prompt of P tokens (P > sink + window,
+  // P - sink - window <= mid_capacity). k, v: device bf16 [batch][n_kv_heads][P][head_dim].
+  void prefill(const uint16_t* k, const uint16_t* v, int64_t P);
+  // Spec §3.4: one decode token per sequence; the oldest local token moves to
+  // the middle (exact dims appended, compressed dims added to the coefficients
+  // at its middle index). k, v: device bf16 [batch][n_kv_heads][head_dim].
+  void append(const uint16_t* k, const uint16_t* v);
+  // Decode attention for one query per sequence over [sinks | middle | local].
+  // q: device f32 [batch][n_heads][head_dim]; out: device f32, same shape.
+  void attend(const float* q, float* out, AttentionWorkspace& ws, int target_blocks = 0);
+
+  // Benchmarks: a compressed state with `mid_len` middle tokens and random contents.
+  void fill_random(int64_t mid_len, uint64_t seed);
+
+  int64_t mid_len() const;
+  // Coefficients of (sequence b, kv head h) as true f32 values, [M][|Dc(h)|] (rows 0..N-1 cos, N..2N-1 sin).
+  std::vector<float> coefficients(int b, int h, bool values) const;
+  // Bytes attend() must read from device memory: exact rows, middle exact dims,
+  // coefficients and statistics (queries and outputs excluded).
+  size_t attention_bytes() const;
+  // Bytes held by the cache (capacity of the middle excluded: the used part only).
+  size_t held_bytes() const;
+
+  struct Impl;
+
+ private:
+  std::unique_ptr<Impl> im_;
+};
+
+}  // namespace harmonia::cuda

@@ -1,0 +1,186 @@
+#pragma once
+// Device building blocks shared by the decode-attention kernels (private to src/cuda).
+//
+// Split-KV flash decoding (one query per sequence): a block owns one KV head
+// and a range of keys, and all G query heads of that head's GQA group, so each
+// K/V row is read from memory once per block. It leaves per query head the
+// partial softmax state (m = max score, l = sum of exp(score - m), o = sum of
+// exp(score - m) * v) that merge kernels combine with log-sum-exp weights.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <cstdint>
+
+namespace harmonia::cuda::detail {
+
+constexpr int kThreads = 128;  // every attention kernel: 4 warps
+constexpr int kWarps = kThreads / 32;
+constexpr unsigned kFull = 0xffffffffu;
+
+// 8 consecutive elements (16 bytes, 16-byte aligned) as float.
+__device__ __forceinline__ void load8(const __nv_bfloat16* p, float (&f)[8]) {
+  const uint4 r = __ldg(reinterpret_cast<const uint4*>(p));
+  const uint32_t w[4] = {r.x, r.y, r.z, r.w};
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    f[2 * i] = __uint_as_float(w[i] << 16);
+    f[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u);
+  }
+}
+
+__device__ __forceinline__ void load8(const __half* p, float (&f)[8]) {
+  const uint4 r = __ldg(reinterpret_cast<const uint4*>(p));
+  const uint32_t w[4] = {r.x, r.y, r.z, r.w};
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const float2 v = __half22float2(*reinterpret_cast<const __half2*>(&w[i]));
+    f[2 * i] = v.x;
+    f[2 * i + 1] = v.y;
+  }
+}
+
+__device__ __forceinline__ float to_float(__nv_bfloat16 x) { return __bfloat162float(x); }
+__device__ __forceinline__ float to_float(__half x) { return __half2float(x); }
+__device__ __forceinline__ float to_float(float x) { return x; }
+
+// exp(a - b) for softmax rescaling; 0 when a is -inf, 1 when a == b (also -inf == -inf).
+__device__ __forceinline__ float rescale(float a, float b) { return a == b ? 1.0f : __expf(a - b); }
+
+// Per-query-head softmax state of one row group (replicated over its lanes);
+// each lane holds the output accumulator of its 8 dims.
+template <int G>
+struct Online {
+  float m[G], l[G], acc[G][8];
+  __device__ void init() {
+#pragma unroll
+    for (int g = 0; g < G; ++g) {
+      m[g] = -INFINITY;
+      l[g] = 0.0f;
+#pragma unroll
+      for (int e = 0; e < 8; ++e) acc[g][e] = 0.0f;
+    }
+  }
+};
+
+// Dense attention of the G query heads over rows [begin, end) of one KV head
+// (row r of K at K + r*D). A warp's lanes form 32/(D/8) row groups of D/8 lanes,
+// each lane 16 bytes of a row; a group takes U consecutive rows per step (2U
+// 16-byte loads in flight per lane). Loop trip counts are uniform per warp
+// (shuffles need the whole warp). q: this lane's 8 dims of each query head,
+// already multiplied by the softmax scale.
+template <typename T, int D, int G>
+__device__ __forceinline__ void dense_range(const T* __restrict__ K, const T* __restrict__ V, int64_t begin,
+                                            int64_t end, const float (&q)[G][8], Online<G>& st) {
+  constexpr int LPR = D / 8, RPW = 32 / LPR, U = 4;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int grp = lane / LPR, sub = lane % LPR;
+  for (int64_t wbase = begin + static_cast<int64_t>(warp) * RPW * U; wbase < end;
+       wbase += static_cast<int64_t>(kWarps) * RPW * U) {
+    const int64_t base = wbase + grp * U;
+    float kf[U][8], vf[U][8];
+    bool ok[U];
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      ok[u] = base + u < end;
+      const int64_t r = ok[u] ? base + u : begin;  // a valid address; masked below
+      load8(K + r * D + sub * 8, kf[u]);
+      load8(V + r * D + sub * 8, vf[u]);
+    }
+    float s[U][G];
+#pragma unroll
+    for (int u = 0; u < U; ++u)
+#pragma unroll
+      for (int g = 0; g < G; ++g) {
+        float d = 0.0f;
+#pragma unroll
+        for (int e = 0; e < 8; ++e) d = fmaf(q[g][e], kf[u][e], d);
+#pragma unroll
+        for (int o = LPR / 2; o > 0; o /= 2) d += __shfl_xor_sync(kFull, d, o);
+        s[u][g] = ok[u] ? d : -INFINITY;
+      }
+#pragma unroll
+    for (int g = 0; g < G; ++g) {
+      float mx = s[0][g];
+#pragma unroll
+      for (int u = 1; u < U; ++u) mx = fmaxf(mx, s[u][g]);
+      const float mn = fmaxf(st.m[g], mx);
+      const float c = rescale(st.m[g], mn);
+      st.l[g] *= c;
+#pragma unroll
+      for (int e = 0; e < 8; ++e) st.acc[g][e] *= c;
+#pragma unroll
+      for (int u = 0; u < U; ++u) {
+        const float p = ok[u] ? __expf(s[u][g] - mn) : 0.0f;
+        st.l[g] += p;
+#pragma unroll
+        for (int e = 0; e < 8; ++e) st.acc[g][e] = fmaf(p, vf[u][e], st.acc[g][e]);
+      }
+      st.m[g] = mn;
+    }
+  }
+}
+
+// Combines the row groups of a block (dense_range states) and writes the
+// block's partial for each query head: pm[g*pstride], pl[g*pstride] and
+// po[g*pstride*D .. + D]. smem: at least kThreads/(D/8) * G * (D + 2) floats.
+template <int D, int G>
+__device__ __forceinline__ void combine_write(const Online<G>& st, float* smem, float* pm, float* pl, float* po,
+                                              int64_t pstride) {
+  constexpr int LPR = D / 8, NGRP = kThreads / LPR;
+  const int gi = threadIdx.x / LPR, sub = threadIdx.x % LPR;
+  float* sm_m = smem;                // [NGRP][G]
+  float* sm_l = sm_m + NGRP * G;     // [NGRP][G]
+  float* sm_acc = sm_l + NGRP * G;   // [NGRP][G][D]
+  __syncthreads();
+#pragma unroll
+  for (int g = 0; g < G; ++g) {
+    if (sub == 0) {
+      sm_m[gi * G + g] = st.m[g];
+      sm_l[gi * G + g] = st.l[g];
+    }
+#pragma unroll
+    for (int e = 0; e < 8; ++e) sm_acc[(gi * G + g) * D + sub * 8 + e] = st.acc[g][e];
+  }
+  __syncthreads();
+  for (int item = threadIdx.x; item < G * D; item += kThreads) {
+    const int g = item / D, d = item % D;
+    float M = -INFINITY;
+    for (int i = 0; i < NGRP; ++i) M = fmaxf(M, sm_m[i * G + g]);
+    float o = 0.0f, L = 0.0f;
+    if (M != -INFINITY)
+      for (int i = 0; i < NGRP; ++i) {
+        const float w = rescale(sm_m[i * G + g], M);
+        o = fmaf(w, sm_acc[(i * G + g) * D + d], o);
+        L = fmaf(w, sm_l[i * G + g], L);
+      }
+    po[g * pstride * D + d] = o;
+    if (d == 0) {
+      pm[g * pstride] = M;
+      pl[g * pstride] = L;
+    }
+  }
+}
+
+template <int D, int G>
+constexpr int combine_smem_floats() {
+  return kThreads / (D / 8) * G * (D + 2);
+}
+
+// Sum over the warp of 32 values per lane, transposed: afterwards lane i's v[0]
+// holds the warp total of index i. 31 shuffles instead of 32 * 5.
+__device__ __forceinline__ float transpose_reduce32(float (&v)[32]) {
+  const int lane = threadIdx.x & 31;
+#pragma unroll
+  for (int s = 16; s >= 1; s /= 2) {
+    const bool upper = lane & s;
+#pragma unroll
+    for (int i = 0; i < s; ++i) {
+      const float send = upper ? v[i] : v[i + s];
+      const float keep = upper ? v[i + s] : v[i];
+      v[i] = keep + __shfl_xor_sync(kFull, send, s);
+    }
+  }
+  return v[0];
+}
+
+}  // namespace harmonia::cuda::detail
