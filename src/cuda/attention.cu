@@ -46,23 +46,15 @@ namespace detail {
 __global__ void __launch_bounds__(kThreads) merge_kernel(const float* __restrict__ pm, const float* __restrict__ pl,
                                                          const float* __restrict__ po, int S, int D, float* out) {
   __shared__ float w[1024];
-  __shared__ float red[2];
+  __shared__ float scratch[kWarps];
   const int64_t bh = blockIdx.x;
-  if (threadIdx.x == 0) {
-    float M = -INFINITY;
-    for (int s = 0; s < S; ++s) M = fmaxf(M, pm[bh * S + s]);
-    float L = 0.0f;
-    for (int s = 0; s < S; ++s) {
-      w[s] = M == -INFINITY ? 0.0f : rescale(pm[bh * S + s], M);
-      L = fmaf(w[s], pl[bh * S + s], L);
-    }
-    red[0] = L > 0.0f ? 1.0f / L : 0.0f;
-  }
-  __syncthreads();
+  const float L = lse_weights(pm + bh * S, pl + bh * S, S, w, scratch);
+  const float il = L > 0.0f ? 1.0f / L : 0.0f;
   for (int d = threadIdx.x; d < D; d += kThreads) {
     float o = 0.0f;
+#pragma unroll 8
     for (int s = 0; s < S; ++s) o = fmaf(w[s], po[(bh * S + s) * D + d], o);
-    out[bh * D + d] = o * red[0];
+    out[bh * D + d] = o * il;
   }
 }
 
@@ -70,7 +62,8 @@ __global__ void __launch_bounds__(kThreads) merge_kernel(const float* __restrict
 
 int choose_splits(int64_t len, int64_t parallel_units, int target_blocks, int64_t min_rows) {
   if (target_blocks <= 0) target_blocks = 8 * sm_count();
-  const int64_t want = (target_blocks + parallel_units - 1) / std::max<int64_t>(parallel_units, 1);
+  // At most one wave of target_blocks: a partial second wave would leave most of the GPU idle.
+  const int64_t want = target_blocks / std::max<int64_t>(parallel_units, 1);
   const int64_t most = std::max<int64_t>(1, (len + min_rows - 1) / min_rows);
   return static_cast<int>(std::clamp<int64_t>(want, 1, std::min<int64_t>(most, 1024)));
 }
@@ -79,33 +72,51 @@ namespace {
 
 template <typename T, int D, int G>
 void launch_full(const DecodeShape& s, const float* q, const void* k, const void* v, int64_t cap, const int* lens,
-                 int64_t chunk, int S, float* pm, float* pl, float* po) {
+                 int64_t max_len, float* out, AttentionWorkspace& ws, int target_blocks) {
+  static const int resident = [] {  // blocks per multiprocessor at this kernel's register/smem use
+    int n = 0;
+    check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, full_split_kernel<T, D, G>, kThreads, 0),
+          "cudaOccupancyMaxActiveBlocksPerMultiprocessor");
+    return std::max(n, 1);
+  }();
+  if (target_blocks <= 0) target_blocks = resident * sm_count();
+  const int S = choose_splits(max_len, static_cast<int64_t>(s.batch) * s.n_kv_heads, target_blocks, 256);
+  const int64_t chunk = (max_len + S - 1) / S;
+  const size_t np = static_cast<size_t>(s.batch) * s.n_heads * S;
+  ws.m.reserve(np * sizeof(float));
+  ws.l.reserve(np * sizeof(float));
+  ws.o.reserve(np * D * sizeof(float));
+  float *pm = ws.m.as<float>(), *pl = ws.l.as<float>(), *po = ws.o.as<float>();
   const dim3 grid(S, s.n_kv_heads, s.batch);
   full_split_kernel<T, D, G><<<grid, kThreads>>>(q, static_cast<const T*>(k), static_cast<const T*>(v), cap, lens,
                                                  chunk, S, s.n_heads, s.n_kv_heads,
                                                  1.0f / sqrtf(static_cast<float>(D)), pm, pl, po);
+  check_launch("full decode attention (split)");
+  merge_kernel<<<s.batch * s.n_heads, kThreads>>>(pm, pl, po, S, D, out);
+  check_launch("full decode attention (merge)");
 }
 
+#define HARMONIA_FULL_ARGS s, q, k, v, cap, lens, max_len, out, ws, target_blocks
 template <typename T, int D>
 void dispatch_g(int G, const DecodeShape& s, const float* q, const void* k, const void* v, int64_t cap,
-                const int* lens, int64_t chunk, int S, float* pm, float* pl, float* po) {
+                const int* lens, int64_t max_len, float* out, AttentionWorkspace& ws, int target_blocks) {
   switch (G) {
-    case 1: return launch_full<T, D, 1>(s, q, k, v, cap, lens, chunk, S, pm, pl, po);
-    case 2: return launch_full<T, D, 2>(s, q, k, v, cap, lens, chunk, S, pm, pl, po);
-    case 4: return launch_full<T, D, 4>(s, q, k, v, cap, lens, chunk, S, pm, pl, po);
-    case 8: return launch_full<T, D, 8>(s, q, k, v, cap, lens, chunk, S, pm, pl, po);
+    case 1: return launch_full<T, D, 1>(HARMONIA_FULL_ARGS);
+    case 2: return launch_full<T, D, 2>(HARMONIA_FULL_ARGS);
+    case 4: return launch_full<T, D, 4>(HARMONIA_FULL_ARGS);
+    case 8: return launch_full<T, D, 8>(HARMONIA_FULL_ARGS);
   }
   fail_unsupported("cuda decode attention: GQA group of " + std::to_string(G) + " query heads (have 1, 2, 4, 8)");
 }
 
 template <typename T>
 void dispatch_d(const DecodeShape& s, const float* q, const void* k, const void* v, int64_t cap, const int* lens,
-                int64_t chunk, int S, float* pm, float* pl, float* po) {
+                int64_t max_len, float* out, AttentionWorkspace& ws, int target_blocks) {
   const int G = s.n_heads / s.n_kv_heads;
   switch (s.head_dim) {
-    case 32: return dispatch_g<T, 32>(G, s, q, k, v, cap, lens, chunk, S, pm, pl, po);
-    case 64: return dispatch_g<T, 64>(G, s, q, k, v, cap, lens, chunk, S, pm, pl, po);
-    case 128: return dispatch_g<T, 128>(G, s, q, k, v, cap, lens, chunk, S, pm, pl, po);
+    case 32: return dispatch_g<T, 32>(G, HARMONIA_FULL_ARGS);
+    case 64: return dispatch_g<T, 64>(G, HARMONIA_FULL_ARGS);
+    case 128: return dispatch_g<T, 128>(G, HARMONIA_FULL_ARGS);
   }
   fail_unsupported("cuda decode attention: head_dim " + std::to_string(s.head_dim) + " (have 32, 64, 128)");
 }
@@ -150,20 +161,10 @@ void decode_attention_full(const DecodeShape& s, KvType type, const float* q, co
     fail_invalid("cuda decode attention: bad shape (batch " + std::to_string(s.batch) + ", heads " +
                  std::to_string(s.n_heads) + "/" + std::to_string(s.n_kv_heads) + ", max_len " +
                  std::to_string(max_len) + ", cap " + std::to_string(cap) + ")");
-  const int S = choose_splits(max_len, static_cast<int64_t>(s.batch) * s.n_kv_heads, target_blocks, 256);
-  const int64_t chunk = (max_len + S - 1) / S;
-  const size_t np = static_cast<size_t>(s.batch) * s.n_heads * S;
-  ws.m.reserve(np * sizeof(float));
-  ws.l.reserve(np * sizeof(float));
-  ws.o.reserve(np * s.head_dim * sizeof(float));
-  float *pm = ws.m.as<float>(), *pl = ws.l.as<float>(), *po = ws.o.as<float>();
   if (type == KvType::BF16)
-    dispatch_d<__nv_bfloat16>(s, q, k, v, cap, lens, chunk, S, pm, pl, po);
+    dispatch_d<__nv_bfloat16>(HARMONIA_FULL_ARGS);
   else
-    dispatch_d<__half>(s, q, k, v, cap, lens, chunk, S, pm, pl, po);
-  check_launch("full decode attention (split)");
-  merge_kernel<<<s.batch * s.n_heads, kThreads>>>(pm, pl, po, S, s.head_dim, out);
-  check_launch("full decode attention (merge)");
+    dispatch_d<__half>(HARMONIA_FULL_ARGS);
 }
 
 }  // namespace harmonia::cuda

@@ -23,7 +23,7 @@ struct AttentionWorkspace {
 };
 
 // Splits per (sequence, KV head) for `len` keys: enough blocks to fill the GPU
-// (target_blocks, 0 = 8 per multiprocessor), at least `min_rows` keys each.
+// in one wave (target_blocks: blocks resident at once; 0 = 8 per multiprocessor), at least `min_rows` keys each.
 int choose_splits(int64_t len, int64_t parallel_units, int target_blocks, int64_t min_rows);
 
 // out[b][hq][:] = softmax(q[b][hq] . K[b][hq/G][0..lens[b])^T / sqrt(head_dim)) V.

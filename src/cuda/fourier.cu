@@ -356,31 +356,22 @@ __global__ void __launch_bounds__(kThreads) fourier_merge_kernel(const float* __
                                                                  int D, int N, float w0, float w, float* out,
                                                                  float* ab) {
   __shared__ float wt[2048];
-  __shared__ float inv[2];
+  __shared__ float scratch[kWarps];
   const int64_t bh = blockIdx.x;
   const int S = S_ex + S_mid, M = 2 * N;
-  if (threadIdx.x == 0) {
-    float mx = -INFINITY;
-    for (int s = 0; s < S; ++s) mx = fmaxf(mx, pm[bh * S + s]);
-    float L = 0.0f, Lm = 0.0f;
-    for (int s = 0; s < S; ++s) {
-      wt[s] = mx == -INFINITY ? 0.0f : rescale(pm[bh * S + s], mx);
-      L = fmaf(wt[s], pl[bh * S + s], L);
-      if (s >= S_ex) Lm = fmaf(wt[s], pl[bh * S + s], Lm);
-    }
-    inv[0] = L > 0.0f ? 1.0f / L : 0.0f;
-    inv[1] = Lm * inv[0];
-  }
-  __syncthreads();
-  const float il = inv[0];
+  float Lm = 0.0f;
+  const float L = lse_weights(pm + bh * S, pl + bh * S, S, wt, scratch, &Lm, S_ex);
+  const float il = L > 0.0f ? 1.0f / L : 0.0f;
   for (int d = threadIdx.x; d < D; d += kThreads) {
     float o = 0.0f;
+#pragma unroll 8
     for (int s = 0; s < S; ++s) o = fmaf(wt[s], po[(bh * S + s) * D + d], o);
     out[bh * D + d] = o * il;
   }
   float* abr = ab + bh * (M + 1);
   for (int n = threadIdx.x; n < N; n += kThreads) {
     float ax = 0.0f, ay = 0.0f;
+#pragma unroll 8
     for (int s = 0; s < S_mid; ++s) {
       const float2 a = pA[(bh * S_mid + s) * N + n];
       ax = fmaf(wt[S_ex + s], a.x, ax);
@@ -389,31 +380,38 @@ __global__ void __launch_bounds__(kThreads) fourier_merge_kernel(const float* __
     abr[n] = (n == 0 ? w0 : w) * (ax * il);
     abr[N + n] = n == 0 ? 0.0f : w * (ay * il);
   }
-  if (threadIdx.x == 0) abr[M] = inv[1];
+  if (threadIdx.x == 0) abr[M] = Lm * il;
 }
 
-// grid (ceil(max |Dvc(h)| / 32), H, B): 32 columns x 4 row groups.
-// out[b][hq][vc_j] += s_j sum_r ab[r] Cv_r(j) + off_j psum.
+constexpr int kVmapRowSplits = 8;
+
+// grid (ceil(max |Dvc(h)| / 32) * kVmapRowSplits, H, B): 32 columns x 4 row groups over M / kVmapRowSplits
+// rows; out[b][hq][vc_j] += s_j sum_r ab[r] Cv_r(j) (+ off_j psum from row split 0), by atomicAdd.
 template <typename CT, int G>
 __global__ void __launch_bounds__(kThreads) fourier_vmap_kernel(LayerView<CT> L, const float* __restrict__ ab,
                                                                 float* out) {
   __shared__ float red[kWarps][32][G];
   const int h = blockIdx.y, b = blockIdx.z, jl = threadIdx.x & 31, rg = threadIdx.x >> 5;
+  const int rs = blockIdx.x % kVmapRowSplits, jc = blockIdx.x / kVmapRowSplits;
   const int c0 = L.vc_off[h], nvc = L.vc_off[h + 1] - c0;
-  const int j = blockIdx.x * 32 + jl;
-  if (blockIdx.x * 32 >= nvc) return;  // whole block idle (uniform)
+  const int j = jc * 32 + jl;
+  if (jc * 32 >= nvc) return;  // whole block idle (uniform)
+  const int rows = (L.M + kVmapRowSplits - 1) / kVmapRowSplits;
+  const int r_begin = rs * rows, r_end = min(L.M, r_begin + rows);
   const CT* C = L.cv + static_cast<int64_t>(b) * L.M * L.nvc_tot + static_cast<int64_t>(L.M) * c0;
   const float* dc = L.dcv + static_cast<int64_t>(b) * L.nvc_tot + c0;
   const int64_t bhq = static_cast<int64_t>(b) * L.Hq + h * G;
   float acc[G];
 #pragma unroll
   for (int g = 0; g < G; ++g) acc[g] = 0.0f;
-  if (j < nvc)
-    for (int r = rg; r < L.M; r += kWarps) {
+  if (j < nvc) {
+#pragma unroll 8
+    for (int r = r_begin + rg; r < r_end; r += kWarps) {
       const float cval = coef_get(C, dc, r, j, nvc, L.N, L.kappa);
 #pragma unroll
       for (int g = 0; g < G; ++g) acc[g] = fmaf(ab[(bhq + g) * (L.M + 1) + r], cval, acc[g]);
     }
+  }
 #pragma unroll
   for (int g = 0; g < G; ++g) red[rg][jl][g] = acc[g];
   __syncthreads();
@@ -425,8 +423,9 @@ __global__ void __launch_bounds__(kThreads) fourier_vmap_kernel(LayerView<CT> L,
     for (int g = 0; g < G; ++g) {
       float a = 0.0f;
       for (int w = 0; w < kWarps; ++w) a += red[w][jl][g];
-      const float psum = ab[(bhq + g) * (L.M + 1) + L.M];
-      out[(bhq + g) * L.D + d] += s * a + off * psum;
+      float add = s * a;
+      if (rs == 0) add += off * ab[(bhq + g) * (L.M + 1) + L.M];
+      atomicAdd(&out[(bhq + g) * L.D + d], add);
     }
   }
 }
@@ -855,20 +854,32 @@ void FourierLayer::append(const uint16_t* k, const uint16_t* v) {
 
 namespace {
 
+// Blocks of fourier_split_kernel<D, G, NPT> resident per multiprocessor (configures its shared memory once).
 template <int D, int G, int NPT>
-void launch_split(const SplitParams& p, int B, int H) {
-  constexpr int bytes = split_smem_floats<D, G>() * 4;
-  static bool configured = false;  // per instantiation
-  if (!configured) {
+int split_resident() {
+  static const int n = [] {
+    constexpr int bytes = split_smem_floats<D, G>() * 4;
     check(cudaFuncSetAttribute(fourier_split_kernel<D, G, NPT>, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes),
           "cudaFuncSetAttribute");
-    configured = true;
-  }
-  fourier_split_kernel<D, G, NPT><<<dim3(p.S_ex + p.S_mid, H, B), kThreads, bytes>>>(p);
+    int r = 0;
+    check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&r, fourier_split_kernel<D, G, NPT>, kThreads, bytes),
+          "cudaOccupancyMaxActiveBlocksPerMultiprocessor");
+    return std::max(r, 1);
+  }();
+  return n;
+}
+
+// p.S_mid == 0 asks for the blocks resident per multiprocessor only (returned); otherwise launches.
+template <int D, int G, int NPT>
+int launch_split(const SplitParams& p, int B, int H) {
+  const int resident = split_resident<D, G, NPT>();
+  if (p.S_mid == 0) return resident;
+  fourier_split_kernel<D, G, NPT><<<dim3(p.S_ex + p.S_mid, H, B), kThreads, split_smem_floats<D, G>() * 4>>>(p);
+  return resident;
 }
 
 template <int D, int G>
-void dispatch_npt(int N, const SplitParams& p, int B, int H) {
+int dispatch_npt(int N, const SplitParams& p, int B, int H) {
   if (N <= kThreads) return launch_split<D, G, 1>(p, B, H);
   if constexpr (G <= 4) {
     if (N <= 4 * kThreads) return launch_split<D, G, 4>(p, B, H);
@@ -881,7 +892,7 @@ void dispatch_npt(int N, const SplitParams& p, int B, int H) {
 }
 
 template <int D>
-void dispatch_g(int G, int N, const SplitParams& p, int B, int H) {
+int dispatch_g(int G, int N, const SplitParams& p, int B, int H) {
   switch (G) {
     case 1: return dispatch_npt<D, 1>(N, p, B, H);
     case 2: return dispatch_npt<D, 2>(N, p, B, H);
@@ -904,7 +915,7 @@ void launch_project(int G, const LayerView<CT>& L, const float* q, float* alpha,
 
 template <typename CT>
 void launch_vmap(int G, const LayerView<CT>& L, int max_nvc, const float* ab, float* out) {
-  const dim3 grid(std::max(1, (max_nvc + 31) / 32), L.H, L.B);
+  const dim3 grid(std::max(1, (max_nvc + 31) / 32) * kVmapRowSplits, L.H, L.B);
   switch (G) {
     case 1: return fourier_vmap_kernel<CT, 1><<<grid, kThreads>>>(L, ab, out);
     case 2: return fourier_vmap_kernel<CT, 2><<<grid, kThreads>>>(L, ab, out);
@@ -928,6 +939,10 @@ void FourierLayer::Impl::attend_t(const float* q, float* out, AttentionWorkspace
   const int64_t n_exact = cfg.sink + cfg.window;
   const int64_t units = static_cast<int64_t>(B) * H;
   SplitParams p{};
+  if (target_blocks <= 0) {  // one wave of the split kernel
+    p.S_mid = 0;
+    target_blocks = (D == 64 ? dispatch_g<64>(G, N, p, B, H) : dispatch_g<128>(G, N, p, B, H)) * sm_count();
+  }
   p.S_mid = std::min(choose_splits(mid_len, units, target_blocks, 256), 1024);
   p.chunk_mid = ((mid_len + p.S_mid - 1) / p.S_mid + BT - 1) / BT * BT;
   p.S_mid = static_cast<int>((mid_len + p.chunk_mid - 1) / p.chunk_mid);

@@ -166,6 +166,48 @@ constexpr int combine_smem_floats() {
   return kThreads / (D / 8) * G * (D + 2);
 }
 
+// Block-wide max / sum of one value per thread (kThreads threads); every thread gets the result.
+// `scratch`: kWarps floats of shared memory, not in use by the caller during the call.
+__device__ __forceinline__ float block_max(float v, float* scratch) {
+  for (int o = 16; o > 0; o /= 2) v = fmaxf(v, __shfl_xor_sync(kFull, v, o));
+  __syncthreads();
+  if ((threadIdx.x & 31) == 0) scratch[threadIdx.x >> 5] = v;
+  __syncthreads();
+  v = scratch[0];
+  for (int w = 1; w < kWarps; ++w) v = fmaxf(v, scratch[w]);
+  return v;
+}
+__device__ __forceinline__ float block_sum(float v, float* scratch) {
+  for (int o = 16; o > 0; o /= 2) v += __shfl_xor_sync(kFull, v, o);
+  __syncthreads();
+  if ((threadIdx.x & 31) == 0) scratch[threadIdx.x >> 5] = v;
+  __syncthreads();
+  v = scratch[0];
+  for (int w = 1; w < kWarps; ++w) v += scratch[w];
+  return v;
+}
+
+// Log-sum-exp weights of S split partials of one query head: w[s] = exp(pm[s] - max pm)
+// into shared w[S] (0 for empty splits); returns sum_s w[s] pl[s] (0 if all empty).
+// Loads are spread over the block (the merge is latency-bound, not bandwidth-bound).
+__device__ __forceinline__ float lse_weights(const float* __restrict__ pm, const float* __restrict__ pl, int S,
+                                             float* w, float* scratch, float* L_mid = nullptr, int mid_from = 0) {
+  float mx = -INFINITY;
+  for (int s = threadIdx.x; s < S; s += kThreads) mx = fmaxf(mx, pm[s]);
+  mx = block_max(mx, scratch);
+  float L = 0.0f, Lm = 0.0f;
+  for (int s = threadIdx.x; s < S; s += kThreads) {
+    const float ws = mx == -INFINITY ? 0.0f : rescale(pm[s], mx);
+    w[s] = ws;
+    L = fmaf(ws, pl[s], L);
+    if (s >= mid_from) Lm = fmaf(ws, pl[s], Lm);
+  }
+  L = block_sum(L, scratch);
+  if (L_mid) *L_mid = block_sum(Lm, scratch);
+  __syncthreads();  // w[] complete
+  return L;
+}
+
 // Sum over the warp of 32 values per lane, transposed: afterwards lane i's v[0]
 // holds the warp total of index i. 31 shuffles instead of 32 * 5.
 __device__ __forceinline__ float transpose_reduce32(float (&v)[32]) {
