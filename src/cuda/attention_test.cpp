@@ -7,6 +7,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <ostream>
 #include <random>
 #include <vector>
 
@@ -106,6 +107,13 @@ struct FullCase {
   cuda::KvType type;
 };
 
+// Readable parameter names in gtest/ctest output (the default prints raw bytes, padding included).
+void PrintTo(const FullCase& c, std::ostream* os) {
+  *os << c.heads << "/" << c.kv_heads << " heads, head_dim " << c.hd << ", " << (c.type == cuda::KvType::BF16 ? "bf16" : "f16")
+      << ", lens";
+  for (int l : c.lens) *os << " " << l;
+}
+
 class CudaFullDecode : public ::testing::TestWithParam<FullCase> {};
 
 TEST_P(CudaFullDecode, MatchesCpuCausalAttention) {
@@ -160,6 +168,12 @@ struct FourierCase {
   kv::CoeffDtype dtype;
   int batch, steps;
 };
+
+void PrintTo(const FourierCase& c, std::ostream* os) {
+  *os << c.heads << "/" << c.kv_heads << " heads, head_dim " << c.hd << ", M " << c.coeffs << ", window " << c.window
+      << ", sink " << c.sink << ", prompt " << c.prompt << ", coeffs " << kv::dtype_name(c.dtype) << ", batch "
+      << c.batch << ", " << c.steps << " steps";
+}
 
 class CudaFourier : public ::testing::TestWithParam<FourierCase> {};
 
