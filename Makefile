@@ -48,7 +48,7 @@ test-fast: build npm-deps
 	cd $(BUILD) && ctest --output-on-failure -j$(JOBS)
 
 $(ASAN_BUILD)/CMakeCache.txt:
-	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DHARMONIA_SANITIZE=ON
+	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DHARMONIA_SANITIZE=ON -DHARMONIA_CUDA=OFF
 
 asan: deps $(ASAN_BUILD)/CMakeCache.txt
 	cmake --build $(ASAN_BUILD) -j$(JOBS) --target harmonia $(ASAN_TESTS)
