@@ -5,10 +5,7 @@
 //
 //   bench_kv --benchmark_filter=Decode     per-token attention cost by policy
 //
-// Not built by CMake yet (no bench target); build by hand, e.g.
-//   g++ -O3 -march=native -fopenmp -std=c++20 -Isrc src/kv/baselines_bench.cpp \
-//     build/libharmonia_kv.a build/libharmonia_tensor.a build/libharmonia_common.a \
-//     -lbenchmark -lfftw3f -lopenblas -lfmt -o bench_kv
+// Built as `bench_kv` when Google Benchmark is installed (CMakeLists.txt).
 #include <benchmark/benchmark.h>
 
 #include <random>
