@@ -2,6 +2,7 @@
 // time, per scheduling policy (engine/replay.h), with the simulator's metrics
 // table; --record writes the per-request acceptance traces for `simulate`.
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdio>
 #include <iostream>
@@ -128,8 +129,8 @@ class ReplayCmd : public Command {
     for (double rate : rates) {
       sched::Workload w = sim_base;
       if (sweep) sched::scale_arrivals(w, rate);
-      std::vector<sched::SimMetrics> measured, simulated;
-      std::vector<engine::ReplayRun> runs;
+      std::vector<sched::SimMetrics> measured, simulated, calibrated;
+      std::vector<std::array<double, 3>> busy;  // per policy: real busy wall s, its CPU s, simulated busy s
       json rows = json::array();
       for (size_t s = 0; s < specs.size(); ++s) {
         std::string spec_text = specs[s].name;  // back to "name:k=v:..." for EngineOptions::sched
@@ -145,13 +146,28 @@ class ReplayCmd : public Command {
         row["steps"] = r.steps;
         row["wall_s"] = r.wall_s;
         row["max_submit_lag_ms"] = r.max_submit_lag_ms;
+        row["busy_wall_s"] = r.busy_wall_s;
+        row["busy_cpu_s"] = r.busy_cpu_s;
+        busy.push_back({r.busy_wall_s, r.busy_cpu_s, 0});
         if (compare_) {
           auto pol = sched::make_policy(specs[s], ctx);
           sched::SimOptions so;
           so.max_seqs = eo_.max_seqs;
           so.draft_len = n;
+          so.record_events = true;
           const sched::SimResult sr = sched::simulate(w, *pol, prof, so);
           simulated.push_back(sr.metrics);
+          for (const auto& e : sr.events) busy.back()[2] += e.end_s - e.start_s;
+          row["simulated_busy_s"] = busy.back()[2];
+          // Calibrated: the profile rescaled so the simulated busy time equals the replay's
+          // (the machine's speed during this run, one number); what remains is the simulator's
+          // model of scheduling and queueing.
+          const double k = busy.back()[2] > 0 && r.busy_wall_s > 0 ? r.busy_wall_s / busy.back()[2] : 1.0;
+          auto pol2 = sched::make_policy(specs[s], ctx);
+          const sched::SimResult sc = sched::simulate(w, *pol2, prof.scaled(k), so);
+          calibrated.push_back(sc.metrics);
+          row["simulated_calibrated"] = sim_metrics_json(sc.metrics);
+          row["calibration_scale"] = k;
           row["simulated"] = sim_metrics_json(sr.metrics);
         }
         rows.push_back(row);
@@ -166,17 +182,21 @@ class ReplayCmd : public Command {
       else std::printf("\n### arrivals as recorded (measured)\n\n");
       print_sim_table(labels, measured, base_i);
       if (compare_) {
-        std::printf("\nsimulated (same workload, its traces, the profile) vs measured mean latency:\n\n");
-        std::printf("| %-34s | %10s | %10s | %8s | %10s | %10s |\n", "policy", "sim mean s", "real mean s", "sim/real",
-                    "sim p99 s", "real p99 s");
-        std::printf("|%s|%s|%s|%s|%s|%s|\n", std::string(36, '-').c_str(), std::string(12, '-').c_str(),
-                    std::string(12, '-').c_str(), std::string(10, '-').c_str(), std::string(12, '-').c_str(),
-                    std::string(12, '-').c_str());
+        std::printf("\nsimulated (same workload, its traces, the profile) vs measured mean latency; busy = time in "
+                    "engine steps (simulated: Σ step costs), cpu share = engine-thread CPU time / busy wall time; "
+                    "calib. sim = simulated with the profile times busy r/s:\n\n");
+        std::printf("| %-24s | %11s | %11s | %8s | %8s | %9s | %9s | %8s | %11s | %9s |\n", "policy", "sim mean ms",
+                    "real mean ms", "sim/real", "sim busy", "real busy", "busy r/s", "cpu share", "calib. sim", "cal/real");
+        std::printf("|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|\n", std::string(26, '-').c_str(), std::string(13, '-').c_str(),
+                    std::string(13, '-').c_str(), std::string(10, '-').c_str(), std::string(10, '-').c_str(),
+                    std::string(11, '-').c_str(), std::string(11, '-').c_str(), std::string(10, '-').c_str(),
+                    std::string(13, '-').c_str(), std::string(11, '-').c_str());
         for (size_t s = 0; s < specs.size(); ++s)
-          std::printf("| %-34s | %10.4f | %10.4f | %8.3f | %10.4f | %10.4f |\n", labels[s].c_str(),
-                      simulated[s].mean_latency_s, measured[s].mean_latency_s,
-                      simulated[s].mean_latency_s / measured[s].mean_latency_s, simulated[s].p99_latency_s,
-                      measured[s].p99_latency_s);
+          std::printf("| %-24s | %11.3f | %11.3f | %8.3f | %7.3fs | %8.3fs | %9.3f | %8.3f | %11.3f | %9.3f |\n",
+                      labels[s].c_str(), 1000 * simulated[s].mean_latency_s, 1000 * measured[s].mean_latency_s,
+                      simulated[s].mean_latency_s / measured[s].mean_latency_s, busy[s][2], busy[s][0],
+                      busy[s][2] > 0 ? busy[s][0] / busy[s][2] : 0.0, busy[s][0] > 0 ? busy[s][1] / busy[s][0] : 0.0,
+                      1000 * calibrated[s].mean_latency_s, calibrated[s].mean_latency_s / measured[s].mean_latency_s);
       }
       std::fflush(stdout);
     }

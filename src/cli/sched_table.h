@@ -11,8 +11,9 @@
 namespace harmonia::cli {
 
 nlohmann::json sim_metrics_json(const sched::SimMetrics& m);
-// Markdown table: policy, mean/p50/p90/p99 latency, TTFT, TPOT, tok/s,
-// acceptance, preemptions, and mean latency over that of labels[base_i].
+// Markdown table: policy, mean/p50/p90/p99 latency, TTFT (in ms when every
+// p99 is under 1 s, else in s), TPOT, tok/s, acceptance, preemptions, and mean
+// latency over that of labels[base_i].
 void print_sim_table(const std::vector<std::string>& labels, const std::vector<sched::SimMetrics>& metrics, size_t base_i);
 
 }  // namespace harmonia::cli

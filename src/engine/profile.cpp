@@ -9,6 +9,7 @@
 
 #include "common/env.h"
 #include "common/error.h"
+#include "engine/engine.h"
 #include "kv/policy.h"
 #include "model/forward.h"
 
@@ -242,6 +243,59 @@ sched::CostProfile measure_profile(const Model& target, const Model* draft, cons
   }
   j["prefill"] = {{"tokens", prompts}, {"ms", pms}};
   j["preempt_ms"] = 0.0;  // pause preemption keeps the KV resident
+  if (!o.engine_overhead) return sched::CostProfile::from_json(j, "measured profile");
+
+  // Engine overhead per step: real Engine steps (scheduler, planning, sampling,
+  // callbacks, bookkeeping) minus what the tables above predict for them, by
+  // batch size; added to every verify cell (and, for batch[0], to prefill:
+  // a prefill step is an engine step too).
+  const sched::CostProfile raw = sched::CostProfile::from_json(j, "measured profile");
+  std::vector<double> overhead;
+  for (int64_t b : batch) {
+    EngineOptions eo;
+    eo.ctx = ctx;
+    eo.max_seqs = static_cast<int>(b);
+    eo.prefill_chunk = o.prefill_chunk;
+    eo.token_budget = std::max<int64_t>(512, b * (o.draft_ref + 1) + 64);
+    eo.sched_context.draft_len = o.draft_ref;
+    std::vector<double> samples;
+    for (int round = 0; round < 2 && samples.size() < 40; ++round) {
+      Engine eng(target, draft, eo);
+      const int64_t prompt_len = std::min<int64_t>(32, ctx / 4), gen = std::min<int64_t>(64, ctx / 2);
+      for (int64_t i = 0; i < b; ++i) {
+        RequestOptions r;
+        r.prompt = text.get(prompt_len, 131 * i + 7 * round);
+        r.max_tokens = static_cast<int>(gen);
+        r.ignore_eos = true;
+        r.sampling.temperature = 0;
+        r.speculative = o.spec;
+        r.speculative.n = o.draft_ref;
+        eng.submit(std::move(r), nullptr);
+      }
+      eng.step();  // prefill
+      int64_t ctx_tokens = prompt_len * b;
+      while (true) {
+        const Metrics m0 = eng.metrics();
+        const double t0 = now_ms();
+        if (!eng.step()) break;
+        const double dt = now_ms() - t0;
+        const Metrics m1 = eng.metrics();
+        if (m1.finished > 0 || m1.running != b) break;  // only full decode steps of b sequences
+        const double d = static_cast<double>(m1.drafted - m0.drafted) / static_cast<double>(b);
+        const double c = static_cast<double>(ctx_tokens) / static_cast<double>(b);
+        samples.push_back(dt - (d * raw.draft_ms(static_cast<int>(b), c) + raw.verify_ms(static_cast<int>(b), d, c)));
+        ctx_tokens += m1.generated_tokens - m0.generated_tokens;
+      }
+    }
+    overhead.push_back(samples.empty() ? 0.0 : std::max(0.0, median(samples)));
+  }
+  for (size_t bi = 0; bi < batch.size(); ++bi)
+    for (auto& row : j["verify_ms"][bi])
+      for (auto& x : row) x = x.get<double>() + overhead[bi];
+  for (auto& x : j["prefill"]["ms"]) x = x.get<double>() + overhead[0];
+  std::string ov;
+  for (double x : overhead) ov += fmt::format("{}{:.4f}", ov.empty() ? "" : ", ", x);
+  j["note"] = j["note"].get<std::string>() + "; engine overhead per step by batch [" + ov + "] ms added to verify and prefill";
   return sched::CostProfile::from_json(j, "measured profile");
 }
 

@@ -4,6 +4,8 @@
 #include <chrono>
 #include <thread>
 
+#include <time.h>
+
 #include "common/env.h"
 #include "common/error.h"
 
@@ -28,6 +30,12 @@ std::vector<int32_t> make_prompt(const Model& m, const sched::WorkloadRequest& r
 }
 
 namespace {
+
+double thread_cpu_ms() {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) * 1e3 + static_cast<double>(ts.tv_nsec) / 1e6;
+}
 
 // What the replay observes of one request through its event callback.
 struct Track {
@@ -110,7 +118,13 @@ ReplayRun replay(const Model& target, const Model* draft, const sched::Workload&
       run.max_submit_lag_ms = std::max(run.max_submit_lag_ms, now - w.requests[next].arrival_s * 1000.0);
       submit(next++);
     }
-    if (eng.step()) continue;
+    const double w0 = now_ms(), c0 = thread_cpu_ms();
+    const bool ran = eng.step();
+    if (ran) {
+      run.busy_wall_s += (now_ms() - w0) / 1000.0;
+      run.busy_cpu_s += (thread_cpu_ms() - c0) / 1000.0;
+      continue;
+    }
     if (finished >= N) break;
     if (next >= N) fail(ErrorKind::Internal, "replay: the engine is idle with {} of {} requests unfinished", N - finished, N);
     const double wait_ms = w.requests[next].arrival_s * 1000.0 - (now_ms() - t0);

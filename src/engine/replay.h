@@ -35,6 +35,11 @@ struct ReplayRun {
   int64_t steps = 0;                           // engine steps
   double wall_s = 0;                           // start to last completion
   double max_submit_lag_ms = 0;                // latest submission after its arrival time (at most one step)
+  // Time inside Engine::step() calls that ran a step: wall clock, and this
+  // thread's CPU time. busy_cpu_s / busy_wall_s well below 1 means other
+  // processes took the CPU during the replay (the measurement is then not of
+  // this engine alone).
+  double busy_wall_s = 0, busy_cpu_s = 0;
 };
 
 // Runs the whole workload through a fresh Engine with policy `sched_spec`.

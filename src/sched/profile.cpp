@@ -193,6 +193,17 @@ CostProfile CostProfile::constant(double draft_ms_per_token, double verify_ms, d
   return p;
 }
 
+CostProfile CostProfile::scaled(double k) const {
+  if (!(k > 0) || !std::isfinite(k)) fail(ErrorKind::InvalidInput, "profile scale {} must be finite and > 0", k);
+  CostProfile p = *this;
+  for (auto& row : p.draft_) for (double& x : row) x *= k;
+  for (auto& rows : p.verify_) for (auto& row : rows) for (double& x : row) x *= k;
+  for (double& x : p.prefill_ms_) x *= k;
+  p.preempt_ms_ *= k;
+  p.note += fmt::format(" (times x{:.4f})", k);
+  return p;
+}
+
 double CostProfile::draft_ms(int batch, double ctx) const {
   std::vector<double> by_batch;
   for (const auto& row : draft_) by_batch.push_back(interp1(context_, row, ctx));

@@ -57,6 +57,10 @@ class CostProfile {
   double prefill_ms(int64_t prompt_tokens) const;
   double preempt_ms() const { return preempt_ms_; }
 
+  // Every time multiplied by k > 0: the same shape on a machine k times slower
+  // (replay --compare calibrates a profile to the speed the machine had during a run).
+  CostProfile scaled(double k) const;
+
   // A PolicyContext whose τ is this profile's step time at (batch, n, ctx).
   PolicyContext policy_context(int draft_len, int batch = 1, double ctx_tokens = 512) const;
 
