@@ -49,7 +49,7 @@ san_rc=skipped
 if [[ "$SANITIZE" == 1 ]] && command -v compute-sanitizer > /dev/null; then
   say "compute-sanitizer memcheck (small cases)"
   filter='Shapes/CudaFullDecode.*/2:Shapes/CudaFullDecode.*/5:Shapes/CudaFourier.*/0:Shapes/CudaFourier.*/1'
-  filter+=':Shapes/CudaFourier.*/4'
+  filter+=':Shapes/CudaFourier.*/4:Shapes/CudaFourierPaths.*/2'
   timeout ${GPU_CHECK_SANITIZER_TIMEOUT:-120} compute-sanitizer --tool memcheck --error-exitcode 3 "$BIN/test_cuda" --gtest_color=no \
     --gtest_filter="$filter" > "$LOG/sanitizer.log" 2>&1
   san_rc=$?
@@ -63,7 +63,7 @@ bench_rc=${PIPESTATUS[0]}
 say "summary"
 echo "test_cuda: exit $test_rc, $(grep -c '^\[       OK \]' "$LOG/test_cuda.log") ok," \
   "$(grep -c '^\[  FAILED  \]' "$LOG/test_cuda.log") failed lines, $(grep -c '^\[  SKIPPED \]' "$LOG/test_cuda.log") skipped"
-grep -E '^fourier (f32|bf16):' "$LOG/test_cuda.log" || true
+grep -E '^fourier (f32|bf16|paths)' "$LOG/test_cuda.log" || true
 grep -E '^\[  FAILED  \]' "$LOG/test_cuda.log" | sort -u || true
 echo "compute-sanitizer: $san_rc (0 = clean)"
 echo "bench_cuda: exit $bench_rc"

@@ -18,8 +18,11 @@ struct DecodeShape {
 };
 
 // Split partials and merge scratch, grown on demand and reused across calls.
+// m, l, o: split softmax states; a: direct fourier spectral partials; ab: fourier V-side
+// coefficients-space weights; x, z, st: the FFT fourier path's signals [B*n_heads][T] f32,
+// spectra [B*n_heads][T/2+1] complex f32, and softmax statistics [B*n_heads] (max, 1/sum).
 struct AttentionWorkspace {
-  DeviceBuffer m, l, o, a, ab;
+  DeviceBuffer m, l, o, a, ab, x, z, st;
 };
 
 // Splits per (sequence, KV head) for `len` keys: enough blocks to fill the GPU

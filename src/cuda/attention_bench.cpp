@@ -1,6 +1,6 @@
 // Kernel-level decode-attention benchmark on the GPU (issue #7): time per layer
 // and achieved bandwidth (bytes the step must read / time) of `full` and
-// `fourier` (f32 and bf16 coefficients) at Llama-3.1-8B attention shape
+// `fourier` (f32 and bf16 coefficients; direct and FFT paths) at Llama-3.1-8B attention shape
 // (32 query heads, 8 KV heads, head_dim 128), against a device-to-device copy
 // measured in the same run. Median of many reps (CUDA events), after warm-up;
 // several layers' buffers are rotated so repeated calls do not hit in L2.
@@ -20,6 +20,7 @@
 #include "cuda/runtime.h"
 #include "kv/dims.h"
 #include "kv/fourier.h"
+#include "kv/spectral.h"
 
 using namespace harmonia;
 
@@ -166,15 +167,27 @@ int main(int argc, char** argv) {
       // fourier: sinks 4 + window 1024 exact, M = 1024 coefficients, the built-in dims of 4 layers.
       const int64_t mid = ctx - kSink - kWindow;
       if (mid <= kCoeffs) continue;
-      for (bool bf : {false, true}) {
+      // Periods: the 7-smooth one kv::FourierCache plans by default (smooth_period = true), and for f32 also
+      // the raw planned length (cuFFT's slower Bluestein path where it has a large prime factor).
+      const int64_t T_raw = ctx + kMaxNew - kSink - kWindow, T_smooth = kv::spectral::smooth_period(T_raw);
+      struct Variant {
+        bool bf;
+        cuda::FourierPath path;
+        int64_t T;
+      };
+      const Variant variants[] = {{false, cuda::FourierPath::Direct, T_smooth}, {false, cuda::FourierPath::Fft, T_smooth},
+                                  {false, cuda::FourierPath::Fft, T_raw},       {true, cuda::FourierPath::Direct, T_smooth},
+                                  {true, cuda::FourierPath::Fft, T_smooth}};
+      for (const Variant& var : variants) {
+        if (&var == &variants[2] && T_raw == T_smooth) continue;  // the raw period is smooth already
         std::vector<std::unique_ptr<cuda::FourierLayer>> layers;
         cuda::FourierConfig cfg;
         cfg.shape = ds;
         cfg.sink = kSink;
         cfg.window = kWindow;
         cfg.coeffs = kCoeffs;
-        cfg.coeff_bf16 = bf;
-        cfg.period = ctx + kMaxNew - kSink - kWindow;
+        cfg.coeff_bf16 = var.bf;
+        cfg.period = var.T;
         cfg.w0 = 1.0 / cfg.period;
         cfg.w = 2.0 / cfg.period;
         cfg.mid_capacity = mid;
@@ -189,12 +202,15 @@ int main(int argc, char** argv) {
         }
         const int nl = static_cast<int>(layers.size());
         const double fbytes = static_cast<double>(bytes) / nl;  // mean over the rotated layers
-        const double ms = time_ms(5, reps, [&](int i) { layers[i % nl]->attend(q.as<float>(), out.as<float>(), ws); });
+        const double ms =
+            time_ms(5, reps, [&](int i) { layers[i % nl]->attend(q.as<float>(), out.as<float>(), ws, 0, var.path); });
         const double gbs = fbytes / (ms * 1e-3) / 1e9;
         const double goal_ms = 1.25 * (fbytes / full_bytes) * full_ms;
-        std::snprintf(buf, sizeof buf, "| fourier %s | %lld | %lld | %.1f | %.1f | %.0f | %.1f | %.2f (goal <= 1) |",
-                      bf ? "bf16" : "f32", static_cast<long long>(ctx), static_cast<long long>(B), ms * 1e3,
-                      fbytes / 1e6, gbs, 100.0 * gbs / copy_gbs, ms / goal_ms);
+        const bool fft = var.path == cuda::FourierPath::Fft;
+        std::snprintf(buf, sizeof buf, "| fourier %s %s%s | %lld | %lld | %.1f | %.1f | %.0f | %.1f | %.2f (goal <= 1) |",
+                      var.bf ? "bf16" : "f32", fft ? "fft" : "direct",
+                      fft ? (var.T == T_smooth ? " (T smooth)" : " (T raw)") : "", static_cast<long long>(ctx),
+                      static_cast<long long>(B), ms * 1e3, fbytes / 1e6, gbs, 100.0 * gbs / copy_gbs, ms / goal_ms);
         emit(buf);
       }
     }

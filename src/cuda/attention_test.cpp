@@ -6,7 +6,9 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <algorithm>
 #include <cstring>
+#include <numeric>
 #include <ostream>
 #include <random>
 #include <vector>
@@ -248,7 +250,7 @@ TEST_P(CudaFourier, MatchesCpuFourierCache) {
 
   cuda::AttentionWorkspace ws;
   const size_t qn = static_cast<size_t>(c.batch) * c.heads * D;
-  double worst = 0;
+  double worst[3] = {0, 0, 0};  // direct vs CPU, FFT vs CPU, FFT vs direct
   for (int step = 0; step < c.steps; ++step) {
     std::vector<uint16_t> nk(static_cast<size_t>(c.batch) * H * D), nv(nk.size());
     const std::vector<float> q = random_f32(qn, rng, 1.5f);
@@ -264,18 +266,26 @@ TEST_P(CudaFourier, MatchesCpuFourierCache) {
       cpu[b]->commit(1);
     }
     auto dk = upload(nk), dv = upload(nv), dq = upload(q);
-    auto dout = poisoned(qn);
     gpu.append(dk.as<uint16_t>(), dv.as<uint16_t>());
-    // Alternate the default split count and a single middle split.
-    gpu.attend(dq.as<float>(), dout.as<float>(), ws, step % 2 ? 1 : 0);
-    cuda::synchronize();
-    const double err = rel_err(download(dout, qn), ref);
-    worst = std::isnan(err) ? err : std::max(worst, err);
-    EXPECT_LE(err, tol) << "decode step " << step;
+    // Both paths on the same state; alternate the default split count and a single middle split.
+    std::vector<float> got[2];
+    for (int pi = 0; pi < 2; ++pi) {
+      auto dout = poisoned(qn);
+      gpu.attend(dq.as<float>(), dout.as<float>(), ws, step % 2 ? 1 : 0,
+                 pi ? cuda::FourierPath::Fft : cuda::FourierPath::Direct);
+      cuda::synchronize();
+      got[pi] = download(dout, qn);
+      const double err = rel_err(got[pi], ref);
+      worst[pi] = std::isnan(err) || std::isnan(worst[pi]) ? NAN : std::max(worst[pi], err);
+      EXPECT_LE(err, tol) << (pi ? "FFT" : "direct") << " path, decode step " << step;
+    }
+    const double diff = rel_err(got[1], got[0]);
+    worst[2] = std::isnan(diff) || std::isnan(worst[2]) ? NAN : std::max(worst[2], diff);
+    EXPECT_LE(diff, 1e-4) << "FFT path against the direct path, decode step " << step;  // same coefficients
   }
-  std::printf("fourier %s: T %lld, middle %lld -> %lld, worst output error %.3g\n", kv::dtype_name(c.dtype),
-              static_cast<long long>(seg.period), static_cast<long long>(seg.middle),
-              static_cast<long long>(gpu.mid_len()), worst);
+  std::printf("fourier %s: T %lld, middle %lld -> %lld, worst output error direct %.3g, FFT %.3g, FFT vs direct %.3g\n",
+              kv::dtype_name(c.dtype), static_cast<long long>(seg.period), static_cast<long long>(seg.middle),
+              static_cast<long long>(gpu.mid_len()), worst[0], worst[1], worst[2]);
   EXPECT_EQ(gpu.mid_len(), cpu[0]->segments(0).middle);
   check_coefficients("after rank-1 updates");
 }
@@ -290,3 +300,80 @@ INSTANTIATE_TEST_SUITE_P(
         FourierCase{4, 4, 64, 256, 100, 2, 1500, 30, kv::CoeffDtype::BF16, 1, 6},    // no GQA, N = 128
         FourierCase{16, 2, 128, 512, 128, 4, 2000, 30, kv::CoeffDtype::F32, 2, 5},   // group 8, N = 256
         FourierCase{4, 2, 128, 2048, 128, 4, 2600, 20, kv::CoeffDtype::F32, 1, 3})); // group 2, N = 1024
+
+// ---- FourierAttention: FFT path against the direct path at larger middles -----------------
+// Random cache contents (FourierLayer::fill_random) with periods T that are prime (cuFFT's
+// Bluestein path) and 7-smooth; the direct path evaluates the same sums term by term.
+
+struct PathCase {
+  int heads, kv_heads, hd;
+  int64_t coeffs, period, mid;
+  int batch;
+  bool coeff_bf16;
+};
+
+void PrintTo(const PathCase& c, std::ostream* os) {
+  *os << c.heads << "/" << c.kv_heads << " heads, head_dim " << c.hd << ", M " << c.coeffs << ", T " << c.period
+      << ", middle " << c.mid << ", batch " << c.batch << (c.coeff_bf16 ? ", bf16" : ", f32") << " coeffs";
+}
+
+class CudaFourierPaths : public ::testing::TestWithParam<PathCase> {};
+
+TEST_P(CudaFourierPaths, FftEqualsDirect) {
+  REQUIRE_GPU();
+  const PathCase& c = GetParam();
+  std::mt19937 rng(7 + c.heads + c.hd + static_cast<int>(c.period));
+  std::vector<cuda::FourierHeadDims> heads;
+  for (int h = 0; h < c.kv_heads; ++h) {  // ~3/4 of the dims compressed, different per head and side
+    cuda::FourierHeadDims hd;
+    for (int side = 0; side < 2; ++side) {
+      std::vector<int> d(c.hd);
+      std::iota(d.begin(), d.end(), 0);
+      std::shuffle(d.begin(), d.end(), rng);
+      const int nc = c.hd * 3 / 4 - 3 * h - side;
+      std::vector<int> comp(d.begin(), d.begin() + nc), exact(d.begin() + nc, d.end());
+      std::sort(comp.begin(), comp.end());
+      std::sort(exact.begin(), exact.end());
+      (side ? hd.vc : hd.kc) = comp;
+      (side ? hd.vn : hd.kn) = exact;
+    }
+    heads.push_back(hd);
+  }
+  cuda::FourierConfig cfg;
+  cfg.shape = {c.batch, c.heads, c.kv_heads, c.hd};
+  cfg.sink = 4;
+  cfg.window = 64;
+  cfg.coeffs = c.coeffs;
+  cfg.coeff_bf16 = c.coeff_bf16;
+  cfg.period = c.period;
+  cfg.w0 = 1.0 / static_cast<double>(c.period);
+  cfg.w = 2.0 / static_cast<double>(c.period);
+  cfg.mid_capacity = c.mid;
+  cuda::FourierLayer gpu(cfg, heads);
+  gpu.fill_random(c.mid, 4242);
+  EXPECT_EQ(gpu.auto_path(), cuda::FourierPath::Fft) << "these sizes are where Auto takes the FFT path";
+  const size_t qn = static_cast<size_t>(c.batch) * c.heads * c.hd;
+  auto dq = upload(random_f32(qn, rng, 1.5f));
+  cuda::AttentionWorkspace ws;
+  for (int target : {0, 1}) {
+    std::vector<float> got[2];
+    for (int pi = 0; pi < 2; ++pi) {
+      auto dout = poisoned(qn);
+      gpu.attend(dq.as<float>(), dout.as<float>(), ws, target, pi ? cuda::FourierPath::Fft : cuda::FourierPath::Direct);
+      cuda::synchronize();
+      got[pi] = download(dout, qn);
+    }
+    const double diff = rel_err(got[1], got[0]);
+    std::printf("fourier paths (%s, T %lld, middle %lld, target_blocks %d): FFT vs direct %.3g\n",
+                c.coeff_bf16 ? "bf16" : "f32", static_cast<long long>(c.period), static_cast<long long>(c.mid), target,
+                diff);
+    EXPECT_LE(diff, 1e-4) << "target_blocks " << target;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Shapes, CudaFourierPaths,
+    ::testing::Values(PathCase{32, 8, 128, 1024, 20011, 19000, 2, false},   // Llama-3.1-8B heads, prime T
+                      PathCase{32, 8, 128, 1024, 20160, 20000, 1, true},    // smooth T = 2^6 3^2 5 7, bf16
+                      PathCase{8, 2, 64, 256, 4999, 4000, 3, false},        // group 4, prime T, batch 3
+                      PathCase{16, 2, 128, 512, 12288, 12000, 2, false}));  // group 8

@@ -4,8 +4,11 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <map>
+#include <mutex>
 #include <numeric>
 #include <string>
+#include <utility>
 
 #include "cuda/fourier_gpu.h"
 #include "cuda/kernels.cuh"
@@ -137,7 +140,8 @@ struct SplitParams {
   int S_ex, S_mid;
   int64_t chunk_ex, chunk_mid;
   float *pm, *pl, *po;  // [B][Hq][S_ex + S_mid] (po: x D)
-  float2* pA;           // [B][Hq][S_mid][N]
+  float2* pA;           // [B][Hq][S_mid][N] (direct path)
+  float* xs;            // [B][Hq][T] (FFT path): compressed-dims scores f(l) in, scaled full scores out
 };
 
 template <int D, int G>
@@ -162,6 +166,25 @@ __device__ __forceinline__ float2 phase(int64_t n, int64_t l, int64_t T) {
   return make_float2(c, s);
 }
 
+// A split block over the exact rows (sinks + local window): plain flash decoding.
+template <int D, int G>
+__device__ __forceinline__ void exact_split(const SplitParams& p, float* smem, int split, int h, int b,
+                                            const float* qb, int64_t p0, int S_tot) {
+  constexpr int LPR = D / 8;
+  const int sub = (threadIdx.x & 31) % LPR;
+  float qr[G][8];
+#pragma unroll
+  for (int g = 0; g < G; ++g)
+#pragma unroll
+    for (int e = 0; e < 8; ++e) qr[g][e] = qb[g * D + sub * 8 + e] * p.scale;
+  const int64_t head = (static_cast<int64_t>(b) * p.H + h) * p.E * D;
+  const int64_t begin = split * p.chunk_ex, end = min(p.n_exact, begin + p.chunk_ex);
+  Online<G> st;
+  st.init();
+  dense_range<bf16, D, G>(p.kex + head, p.vex + head, begin, end, qr, st);
+  combine_write<D, G>(st, smem, p.pm + p0, p.pl + p0, p.po + p0 * D, S_tot);
+}
+
 // grid (S_ex + S_mid, H, B). Blocks < S_ex: flash decoding over the exact rows
 // (sinks + local window). Others: a range of middle positions, BT per tile.
 template <int D, int G, int NPT>
@@ -174,19 +197,7 @@ __global__ void __launch_bounds__(kThreads) fourier_split_kernel(SplitParams p) 
   const float* qb = p.q + bhq * D;
 
   if (split < p.S_ex) {
-    constexpr int LPR = D / 8;
-    const int sub = (tid & 31) % LPR;
-    float qr[G][8];
-#pragma unroll
-    for (int g = 0; g < G; ++g)
-#pragma unroll
-      for (int e = 0; e < 8; ++e) qr[g][e] = qb[g * D + sub * 8 + e] * p.scale;
-    const int64_t head = (static_cast<int64_t>(b) * p.H + h) * p.E * D;
-    const int64_t begin = split * p.chunk_ex, end = min(p.n_exact, begin + p.chunk_ex);
-    Online<G> st;
-    st.init();
-    dense_range<bf16, D, G>(p.kex + head, p.vex + head, begin, end, qr, st);
-    combine_write<D, G>(st, smem, p.pm + p0, p.pl + p0, p.po + p0 * D, S_tot);
+    exact_split<D, G>(p, smem, split, h, b, qb, p0, S_tot);
     return;
   }
 
@@ -346,27 +357,180 @@ __global__ void __launch_bounds__(kThreads) fourier_split_kernel(SplitParams p) 
       for (int g = 0; g < G; ++g) p.pA[((bhq + g) * p.S_mid + ms) * p.N + nn[k]] = A[g][k];
 }
 
+// ---- 2b. FFT path: the middle split blocks read the compressed-dims scores ------------
+template <int D, int G>
+constexpr int fft_middle_smem_floats() {
+  return 2 * G * D + 2 * BT * D + 2 * BT * G + 3 * G;
+}
+template <int D, int G>
+constexpr int fft_split_smem_floats() {
+  return fft_middle_smem_floats<D, G>() > combine_smem_floats<D, G>() ? fft_middle_smem_floats<D, G>()
+                                                                      : combine_smem_floats<D, G>();
+}
+
+// grid (S_ex + S_mid, H, B), as fourier_split_kernel. A middle block scores position l as
+// (exact dims + p.xs[l] + gamma) * scale, writes that back to p.xs[l] (the merge's max and
+// sum turn it into the probability), and keeps the online softmax of the exact V dims.
+template <int D, int G>
+__global__ void __launch_bounds__(kThreads) fourier_split_fft_kernel(SplitParams p) {
+  extern __shared__ float smem[];
+  const int split = blockIdx.x, h = blockIdx.y, b = blockIdx.z, tid = threadIdx.x;
+  const int S_tot = p.S_ex + p.S_mid;
+  const int64_t bhq = static_cast<int64_t>(b) * p.Hq + h * G;
+  const int64_t p0 = bhq * S_tot + split;
+  const float* qb = p.q + bhq * D;
+  if (split < p.S_ex) {
+    exact_split<D, G>(p, smem, split, h, b, qb, p0, S_tot);
+    return;
+  }
+  const int ms = split - p.S_ex;
+  float* qkn = smem;          // [G][D]
+  float* kt = qkn + G * D;    // [BT][nkn]
+  float* vt = kt + BT * D;    // [BT][nvn]
+  float* sc = vt + BT * D;    // [BT][G] scores
+  float* pr = sc + BT * G;    // [BT][G] probabilities
+  float* accx = pr + BT * G;  // [G][D]
+  float* mcur = accx + G * D;
+  float* lcur = mcur + G;
+  float* corr = lcur + G;
+  const int kn0 = p.kn_off[h], nkn = p.kn_off[h + 1] - kn0;
+  const int vn0 = p.vn_off[h], nvn = p.vn_off[h + 1] - vn0;
+  const int* kn = p.kn_idx + kn0;
+  const int* vn = p.vn_idx + vn0;
+  for (int i = tid; i < G * nkn; i += kThreads) qkn[(i / nkn) * D + i % nkn] = qb[(i / nkn) * D + kn[i % nkn]];
+  for (int i = tid; i < G * D; i += kThreads) accx[i] = 0.0f;
+  if (tid < G) {
+    mcur[tid] = -INFINITY;
+    lcur[tid] = 0.0f;
+  }
+  const int64_t lb = ms * p.chunk_mid, le = min(p.mid_len, lb + p.chunk_mid);
+  const bf16* mk = p.midk + static_cast<int64_t>(b) * p.mid_cap * p.nkn_tot + p.mid_cap * kn0;
+  const bf16* mv = p.midv + static_cast<int64_t>(b) * p.mid_cap * p.nvn_tot + p.mid_cap * vn0;
+  float* xs = p.xs + bhq * p.T;
+  __syncthreads();
+  for (int64_t l1 = lb; l1 < le; l1 += BT) {
+    const int nr = le - l1 < BT ? static_cast<int>(le - l1) : BT;
+    for (int i = tid; i < nr * nkn; i += kThreads) kt[i] = __bfloat162float(mk[l1 * nkn + i]);
+    for (int i = tid; i < nr * nvn; i += kThreads) vt[i] = __bfloat162float(mv[l1 * nvn + i]);
+    __syncthreads();
+    for (int i = tid; i < BT * G; i += kThreads) {
+      const int l0 = i / G, g = i % G;
+      float s = -INFINITY;
+      if (l0 < nr) {
+        float e = 0.0f;
+        for (int j = 0; j < nkn; ++j) e = fmaf(qkn[g * D + j], kt[l0 * nkn + j], e);
+        float* x = xs + g * p.T + l1 + l0;
+        s = (e + *x + p.gamma[bhq + g]) * p.scale;
+        *x = s;
+      }
+      sc[i] = s;
+    }
+    __syncthreads();
+    if (tid < G) {
+      float mx = -INFINITY;
+      for (int l0 = 0; l0 < nr; ++l0) mx = fmaxf(mx, sc[l0 * G + tid]);
+      const float mn = fmaxf(mcur[tid], mx);
+      corr[tid] = rescale(mcur[tid], mn);
+      mcur[tid] = mn;
+    }
+    __syncthreads();
+    for (int i = tid; i < BT * G; i += kThreads) pr[i] = i / G < nr ? __expf(sc[i] - mcur[i % G]) : 0.0f;
+    __syncthreads();
+    if (tid < G) {
+      float sum = 0.0f;
+      for (int l0 = 0; l0 < nr; ++l0) sum += pr[l0 * G + tid];
+      lcur[tid] = fmaf(lcur[tid], corr[tid], sum);
+    }
+    for (int i = tid; i < G * nvn; i += kThreads) {
+      const int g = i / nvn, j = i % nvn;
+      float a = accx[g * D + j] * corr[g];
+      for (int l0 = 0; l0 < nr; ++l0) a = fmaf(pr[l0 * G + g], vt[l0 * nvn + j], a);
+      accx[g * D + j] = a;
+    }
+    __syncthreads();
+  }
+  float* orow = kt;  // [G][D]
+  for (int i = tid; i < G * D; i += kThreads) orow[i] = 0.0f;
+  __syncthreads();
+  for (int i = tid; i < G * nvn; i += kThreads) orow[(i / nvn) * D + vn[i % nvn]] = accx[(i / nvn) * D + i % nvn];
+  __syncthreads();
+  for (int i = tid; i < G * D; i += kThreads) p.po[(p0 + static_cast<int64_t>(i / D) * S_tot) * D + i % D] = orow[i];
+  if (tid < G) {
+    p.pm[p0 + static_cast<int64_t>(tid) * S_tot] = mcur[tid];
+    p.pl[p0 + static_cast<int64_t>(tid) * S_tot] = lcur[tid];
+  }
+}
+
+// grid (blocks, B*Hq): the half spectrum whose C2R is f(l) = sum_n alpha_n cos(w_n l) + alpha_{N+n} sin(w_n l)
+// (alpha already carries w_r): Z_0 = alpha_0, Z_n = (alpha_n - i alpha_{N+n}) / 2, zero for n >= N
+// (as kv::spectral::eval_trig_fft). Every element is written: cuFFT's C2R overwrites its input.
+__global__ void score_spectrum_kernel(const float* __restrict__ alpha, int N, int64_t half, float2* Z) {
+  const int64_t bh = blockIdx.y;
+  const float* al = alpha + bh * 2 * N;
+  float2* z = Z + bh * half;
+  for (int64_t n = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; n < half;
+       n += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    float2 v = make_float2(0.0f, 0.0f);
+    if (n == 0)
+      v.x = al[0];
+    else if (n < N)
+      v = make_float2(0.5f * al[n], -0.5f * al[N + n]);
+    z[n] = v;
+  }
+}
+
+// grid (blocks, B*Hq): x[l] = exp(x[l] - max) / sum for middle positions l < mid_len, 0 up to T.
+__global__ void middle_probabilities_kernel(float* X, const float2* __restrict__ st, int64_t T, int64_t mid_len) {
+  const int64_t bh = blockIdx.y;
+  const float2 ms = st[bh];  // (max, 1 / sum)
+  float* x = X + bh * T;
+  for (int64_t l = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; l < T;
+       l += static_cast<int64_t>(gridDim.x) * blockDim.x)
+    x[l] = l < mid_len ? __expf(x[l] - ms.x) * ms.y : 0.0f;
+}
+
+// grid (ceil(N/128), B*Hq): ab[r] from Z = R2C(p): A_n = sum_l p_l e^{i w_n l} = conj(Z_n), so
+// ab[n] = w_n Re Z_n, ab[N+n] = -w Im Z_n (row N zero); ab[M] was written by the merge.
+__global__ void spectral_weights_kernel(const float2* __restrict__ Z, int64_t half, int N, float w0, float w,
+                                        float* ab) {
+  const int64_t bh = blockIdx.y;
+  const int n = blockIdx.x * blockDim.x + threadIdx.x;
+  if (n >= N) return;
+  const float2 z = Z[bh * half + n];
+  float* abr = ab + bh * (2 * N + 1);
+  abr[n] = (n == 0 ? w0 : w) * z.x;
+  abr[N + n] = n == 0 ? 0.0f : -w * z.y;
+}
+
 // ---- 3. Merge -------------------------------------------------------------------------
 // One block per (b, hq): out = exact part (all splits), psum = middle probability mass,
 // ab[r] = w_r * merged spectral sums (row N zero), ab[M] = psum.
+// FFT path (pA null): no spectral sums; st[bh] = (max score, 1 / softmax sum) instead.
 __global__ void __launch_bounds__(kThreads) fourier_merge_kernel(const float* __restrict__ pm,
                                                                  const float* __restrict__ pl,
                                                                  const float* __restrict__ po,
                                                                  const float2* __restrict__ pA, int S_ex, int S_mid,
                                                                  int D, int N, float w0, float w, float* out,
-                                                                 float* ab) {
+                                                                 float* ab, float2* st) {
   __shared__ float wt[2048];
   __shared__ float scratch[kWarps];
   const int64_t bh = blockIdx.x;
   const int S = S_ex + S_mid, M = 2 * N;
-  float Lm = 0.0f;
-  const float L = lse_weights(pm + bh * S, pl + bh * S, S, wt, scratch, &Lm, S_ex);
+  float Lm = 0.0f, mx = 0.0f;
+  const float L = lse_weights(pm + bh * S, pl + bh * S, S, wt, scratch, &Lm, S_ex, &mx);
   const float il = L > 0.0f ? 1.0f / L : 0.0f;
   for (int d = threadIdx.x; d < D; d += kThreads) {
     float o = 0.0f;
 #pragma unroll 8
     for (int s = 0; s < S; ++s) o = fmaf(wt[s], po[(bh * S + s) * D + d], o);
     out[bh * D + d] = o * il;
+  }
+  if (!pA) {
+    if (threadIdx.x == 0) {
+      st[bh] = make_float2(mx, il);
+      ab[bh * (M + 1) + M] = Lm * il;
+    }
+    return;
   }
   float* abr = ab + bh * (M + 1);
   for (int n = threadIdx.x; n < N; n += kThreads) {
@@ -678,7 +842,16 @@ struct FourierLayer::Impl {
   template <typename CT>
   void append_t(const bf16* k, const bf16* v);
   template <typename CT>
-  void attend_t(const float* q, float* out, AttentionWorkspace& ws, int target_blocks);
+  void attend_t(const float* q, float* out, AttentionWorkspace& ws, int target_blocks, FourierPath path);
+
+  // NOTE: estimated from the direct kernel's measured rate (~0.7 ns per middle token x frequency x query
+  // head, compute-bound) and the FFT path's traffic (~a dozen f32 passes over T per query head, ~10
+  // launches): FFT once the trigonometric work is large against T and the launches are amortised.
+  FourierPath auto_path() const {
+    const double work = static_cast<double>(mid_len) * N;
+    return work >= 64.0 * static_cast<double>(cfg.period) && work * B * Hq >= 4.0e6 ? FourierPath::Fft
+                                                                                     : FourierPath::Direct;
+  }
 };
 
 FourierLayer::FourierLayer(const FourierConfig& cfg, const std::vector<FourierHeadDims>& heads)
@@ -902,6 +1075,66 @@ int dispatch_g(int G, int N, const SplitParams& p, int B, int H) {
   fail_unsupported("cuda fourier attention: GQA group of " + std::to_string(G) + " (have 1, 2, 4, 8)");
 }
 
+// FFT path: blocks of fourier_split_fft_kernel<D, G> resident per multiprocessor; launches unless p.S_mid == 0.
+template <int D, int G>
+int launch_split_fft(const SplitParams& p, int B, int H) {
+  constexpr int bytes = fft_split_smem_floats<D, G>() * 4;
+  static const int resident = [] {
+    check(cudaFuncSetAttribute(fourier_split_fft_kernel<D, G>, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes),
+          "cudaFuncSetAttribute");
+    int r = 0;
+    check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&r, fourier_split_fft_kernel<D, G>, kThreads, bytes),
+          "cudaOccupancyMaxActiveBlocksPerMultiprocessor");
+    return std::max(r, 1);
+  }();
+  if (p.S_mid > 0) fourier_split_fft_kernel<D, G><<<dim3(p.S_ex + p.S_mid, H, B), kThreads, bytes>>>(p);
+  return resident;
+}
+
+template <int D>
+int dispatch_fft_g(int G, const SplitParams& p, int B, int H) {
+  switch (G) {
+    case 1: return launch_split_fft<D, 1>(p, B, H);
+    case 2: return launch_split_fft<D, 2>(p, B, H);
+    case 4: return launch_split_fft<D, 4>(p, B, H);
+    case 8: return launch_split_fft<D, 8>(p, B, H);
+  }
+  fail_unsupported("cuda fourier attention: GQA group of " + std::to_string(G) + " (have 1, 2, 4, 8)");
+}
+
+// Batched real FFTs of length T over `batch` rows (packed rows: T reals, T/2+1 complex values),
+// C2R and R2C, sharing one work area. Cached per (T, batch) for the process and never destroyed
+// (NOTE: a static destructor would run after the CUDA context is gone); all use the default stream.
+struct FftPlans {
+  cufftHandle c2r = 0, r2c = 0;
+  void* work = nullptr;
+};
+
+const FftPlans& fft_plans(int64_t T, int batch) {
+  static std::mutex mu;
+  static auto* cache = new std::map<std::pair<int64_t, int>, FftPlans>();
+  std::lock_guard<std::mutex> lock(mu);
+  const auto key = std::make_pair(T, batch);
+  if (auto it = cache->find(key); it != cache->end()) return it->second;
+  if (T > (int64_t{1} << 30)) fail_unsupported("cuda fourier attention: FFT length " + std::to_string(T));
+  int len = static_cast<int>(T);
+  FftPlans pl;
+  size_t w_c2r = 0, w_r2c = 0;
+  check_cufft(cufftCreate(&pl.c2r), "create c2r");
+  check_cufft(cufftCreate(&pl.r2c), "create r2c");
+  check_cufft(cufftSetAutoAllocation(pl.c2r, 0), "c2r work area");
+  check_cufft(cufftSetAutoAllocation(pl.r2c, 0), "r2c work area");
+  check_cufft(cufftMakePlanMany(pl.c2r, 1, &len, nullptr, 1, 0, nullptr, 1, 0, CUFFT_C2R, batch, &w_c2r), "plan c2r");
+  check_cufft(cufftMakePlanMany(pl.r2c, 1, &len, nullptr, 1, 0, nullptr, 1, 0, CUFFT_R2C, batch, &w_r2c), "plan r2c");
+  check(cudaMalloc(&pl.work, std::max<size_t>({w_c2r, w_r2c, 16})), "cudaMalloc (cuFFT work area)");
+  check_cufft(cufftSetWorkArea(pl.c2r, pl.work), "c2r set work area");
+  check_cufft(cufftSetWorkArea(pl.r2c, pl.work), "r2c set work area");
+  return cache->emplace(key, pl).first->second;
+}
+
+// Blocks of 256 threads for an elementwise pass over n elements per row, ~4 elements per thread.
+unsigned row_blocks(int64_t n) { return static_cast<unsigned>(std::clamp<int64_t>((n + 1023) / 1024, 1, 4096)); }
+
 template <typename CT>
 void launch_project(int G, const LayerView<CT>& L, const float* q, float* alpha, float* gamma) {
   const dim3 grid((L.M + 31) / 32, L.H, L.B);
@@ -927,21 +1160,28 @@ void launch_vmap(int G, const LayerView<CT>& L, int max_nvc, const float* ab, fl
 }  // namespace
 
 template <typename CT>
-void FourierLayer::Impl::attend_t(const float* q, float* out, AttentionWorkspace& ws, int target_blocks) {
+void FourierLayer::Impl::attend_t(const float* q, float* out, AttentionWorkspace& ws, int target_blocks,
+                                  FourierPath path) {
   if (!compressed) fail_unsupported("cuda fourier attend: the layer has not been prefilled");
   if (D != 64 && D != 128) fail_unsupported("cuda fourier attention: head_dim " + std::to_string(D) + " (have 64, 128)");
   if (G != 1 && G != 2 && G != 4 && G != 8)
     fail_unsupported("cuda fourier attention: GQA group of " + std::to_string(G) + " (have 1, 2, 4, 8)");
+  const bool fft = (path == FourierPath::Auto ? auto_path() : path) == FourierPath::Fft;
   const LayerView<CT> L = view<CT>();
   launch_project<CT>(G, L, q, alpha.as<float>(), gamma.as<float>());
   check_launch("fourier attention: projection");
 
-  const int64_t n_exact = cfg.sink + cfg.window;
+  const int64_t n_exact = cfg.sink + cfg.window, T = cfg.period, half = T / 2 + 1;
   const int64_t units = static_cast<int64_t>(B) * H;
+  const int BH = B * Hq;
+  auto launch_split_kernel = [&](const SplitParams& sp) {
+    if (fft) return D == 64 ? dispatch_fft_g<64>(G, sp, B, H) : dispatch_fft_g<128>(G, sp, B, H);
+    return D == 64 ? dispatch_g<64>(G, N, sp, B, H) : dispatch_g<128>(G, N, sp, B, H);
+  };
   SplitParams p{};
   if (target_blocks <= 0) {  // one wave of the split kernel
     p.S_mid = 0;
-    target_blocks = (D == 64 ? dispatch_g<64>(G, N, p, B, H) : dispatch_g<128>(G, N, p, B, H)) * sm_count();
+    target_blocks = launch_split_kernel(p) * sm_count();
   }
   p.S_mid = std::min(choose_splits(mid_len, units, target_blocks, 256), 1024);
   p.chunk_mid = ((mid_len + p.S_mid - 1) / p.S_mid + BT - 1) / BT * BT;
@@ -950,37 +1190,60 @@ void FourierLayer::Impl::attend_t(const float* q, float* out, AttentionWorkspace
   p.chunk_ex = (n_exact + p.S_ex - 1) / p.S_ex;
   p.S_ex = static_cast<int>((n_exact + p.chunk_ex - 1) / p.chunk_ex);
   const int S = p.S_ex + p.S_mid;
-  const size_t np = static_cast<size_t>(B) * Hq * S;
+  const size_t np = static_cast<size_t>(BH) * S;
   ws.m.reserve(np * 4);
   ws.l.reserve(np * 4);
   ws.o.reserve(np * D * 4);
-  ws.a.reserve(static_cast<size_t>(B) * Hq * p.S_mid * N * 8);
-  ws.ab.reserve(static_cast<size_t>(B) * Hq * (M + 1) * 4);
+  ws.ab.reserve(static_cast<size_t>(BH) * (M + 1) * 4);
   p.q = q, p.alpha = alpha.as<float>(), p.gamma = gamma.as<float>();
   p.kex = kex.as<bf16>(), p.vex = vex.as<bf16>(), p.E = E, p.n_exact = n_exact;
   p.midk = midk.as<bf16>(), p.midv = midv.as<bf16>(), p.mid_cap = cfg.mid_capacity, p.mid_len = mid_len;
   p.nkn_tot = nkn_tot, p.nvn_tot = nvn_tot;
   p.kn_idx = L.kn_idx, p.kn_off = L.kn_off, p.vn_idx = L.vn_idx, p.vn_off = L.vn_off;
-  p.N = N, p.Hq = Hq, p.H = H, p.T = cfg.period, p.scale = 1.0f / std::sqrt(static_cast<float>(D));
-  p.pm = ws.m.as<float>(), p.pl = ws.l.as<float>(), p.po = ws.o.as<float>(), p.pA = ws.a.as<float2>();
-  if (D == 64)
-    dispatch_g<64>(G, N, p, B, H);
-  else
-    dispatch_g<128>(G, N, p, B, H);
-  check_launch("fourier attention: split kernel");
-  fourier_merge_kernel<<<B * Hq, kThreads>>>(p.pm, p.pl, p.po, p.pA, p.S_ex, p.S_mid, D, N, L.w0, L.w, out,
-                                             ws.ab.as<float>());
-  check_launch("fourier attention: merge");
+  p.N = N, p.Hq = Hq, p.H = H, p.T = T, p.scale = 1.0f / std::sqrt(static_cast<float>(D));
+  p.pm = ws.m.as<float>(), p.pl = ws.l.as<float>(), p.po = ws.o.as<float>();
+  if (!fft) {
+    ws.a.reserve(static_cast<size_t>(BH) * p.S_mid * N * 8);
+    p.pA = ws.a.as<float2>();
+    launch_split_kernel(p);
+    check_launch("fourier attention: split kernel");
+    fourier_merge_kernel<<<BH, kThreads>>>(p.pm, p.pl, p.po, p.pA, p.S_ex, p.S_mid, D, N, L.w0, L.w, out,
+                                           ws.ab.as<float>(), nullptr);
+    check_launch("fourier attention: merge");
+  } else {
+    ws.x.reserve(static_cast<size_t>(BH) * T * 4);
+    ws.z.reserve(static_cast<size_t>(BH) * half * 8);
+    ws.st.reserve(static_cast<size_t>(BH) * 8);
+    const FftPlans& plans = fft_plans(T, BH);
+    float* x = ws.x.as<float>();
+    float2* z = ws.z.as<float2>();
+    score_spectrum_kernel<<<dim3(row_blocks(half), BH), 256>>>(alpha.as<float>(), N, half, z);
+    check_launch("fourier attention: score spectrum");
+    check_cufft(cufftExecC2R(plans.c2r, reinterpret_cast<cufftComplex*>(z), x), "exec c2r (middle scores)");
+    p.pA = nullptr, p.xs = x;
+    launch_split_kernel(p);
+    check_launch("fourier attention: split kernel (FFT path)");
+    fourier_merge_kernel<<<BH, kThreads>>>(p.pm, p.pl, p.po, nullptr, p.S_ex, p.S_mid, D, N, L.w0, L.w, out,
+                                           ws.ab.as<float>(), ws.st.as<float2>());
+    check_launch("fourier attention: merge (FFT path)");
+    middle_probabilities_kernel<<<dim3(row_blocks(T), BH), 256>>>(x, ws.st.as<float2>(), T, mid_len);
+    check_launch("fourier attention: middle probabilities");
+    check_cufft(cufftExecR2C(plans.r2c, x, reinterpret_cast<cufftComplex*>(z)), "exec r2c (probability spectrum)");
+    spectral_weights_kernel<<<dim3((N + 127) / 128, BH), 128>>>(z, half, N, L.w0, L.w, ws.ab.as<float>());
+    check_launch("fourier attention: spectral weights");
+  }
   launch_vmap<CT>(G, L, *std::max_element(nvc.begin(), nvc.end()), ws.ab.as<float>(), out);
   check_launch("fourier attention: V coefficients");
 }
 
-void FourierLayer::attend(const float* q, float* out, AttentionWorkspace& ws, int target_blocks) {
+void FourierLayer::attend(const float* q, float* out, AttentionWorkspace& ws, int target_blocks, FourierPath path) {
   if (im_->cfg.coeff_bf16)
-    im_->attend_t<bf16>(q, out, ws, target_blocks);
+    im_->attend_t<bf16>(q, out, ws, target_blocks, path);
   else
-    im_->attend_t<float>(q, out, ws, target_blocks);
+    im_->attend_t<float>(q, out, ws, target_blocks, path);
 }
+
+FourierPath FourierLayer::auto_path() const { return im_->auto_path(); }
 
 void FourierLayer::fill_random(int64_t mid_len, uint64_t seed) {
   Impl& I = *im_;
@@ -992,7 +1255,9 @@ void FourierLayer::fill_random(int64_t mid_len, uint64_t seed) {
   fill_bf16(I.vex, B * I.H * I.E * I.D, 1.0f);
   fill_bf16(I.midk, B * I.cfg.mid_capacity * I.nkn_tot, 1.0f);
   fill_bf16(I.midv, B * I.cfg.mid_capacity * I.nvn_tot, 1.0f);
-  const float cs = I.cfg.coeff_bf16 ? 1.0f : static_cast<float>(mid_len) * 0.01f;  // stored values
+  // True coefficient values uniform in +-0.01 mid_len (bf16 stores value / T).
+  const float cs = static_cast<float>(mid_len) * 0.01f *
+                   (I.cfg.coeff_bf16 ? static_cast<float>(1.0 / static_cast<double>(I.cfg.period)) : 1.0f);
   if (I.cfg.coeff_bf16) {
     fill_bf16(I.ck, B * I.M * I.nkc_tot, cs);
     fill_bf16(I.cv, B * I.M * I.nvc_tot, cs);

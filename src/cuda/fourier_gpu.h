@@ -23,6 +23,22 @@
 //     the spectral sums A_n = sum_l p_l e^{i w_n l};
 //  3. merge with log-sum-exp weights, then the compressed V dims of the output
 //     from the merged A_n through the V coefficients and the affine correction.
+// That is the *direct* path: O(L_mid * N) trigonometric terms per query head,
+// compute-bound (docs/perf/gpu.md). The *FFT* path (FourierPath::Fft) computes
+// the same two sums as kv::FourierCache's attend_spectral does on the CPU, in
+// O(T log T) per query head, batched over all query heads and sequences by cuFFT:
+//  1. projection as above;
+//  2. the compressed-dims scores of every middle position, f(l) = sum_n a_n cos(w_n l)
+//     + b_n sin(w_n l), by one C2R FFT of length T per query head;
+//  3. the split kernel as above, except that a middle block reads f(l) instead of
+//     evaluating it, and writes the full scaled score s_l back in place (no spectral
+//     accumulators: its partials are the exact V dims and the softmax state);
+//  4. merge (log-sum-exp, exact parts) and its max / sum per query head; the
+//     middle's normalised probabilities p_l = exp(s_l - max) / sum, zero-padded to T,
+//     and their spectral sums A_n = conj(R2C(p)_n) by one R2C FFT per query head;
+//  5. the V-coefficient map as above.
+// Plans are cached per (T, batch * n_heads) for the process, one work area shared by
+// a pair. FourierPath::Auto picks the FFT path where its estimated cost is lower.
 // NOTE: the spec's "one fused kernel" is step 2; the projection (1) and the
 // V-coefficient map (3) run once per KV head rather than once per split block,
 // which is what keeps the coefficient bytes at one read per step.
@@ -53,6 +69,9 @@ struct FourierConfig {
   int64_t mid_capacity = 0;                        // most middle tokens held (<= period)
 };
 
+// How attend() evaluates the compressed dims of the middle (see above).
+enum class FourierPath { Auto, Direct, Fft };
+
 class FourierLayer {
  public:
   // heads: [n_kv_heads]. Throws Error(InvalidInput) for inconsistent dims or sizes.
@@ -70,7 +89,12 @@ class FourierLayer {
   void append(const uint16_t* k, const uint16_t* v);
   // Decode attention for one query per sequence over [sinks | middle | local].
   // q: device f32 [batch][n_heads][head_dim]; out: device f32, same shape.
-  void attend(const float* q, float* out, AttentionWorkspace& ws, int target_blocks = 0);
+  // target_blocks: blocks of the split kernel resident at once (0: one wave from occupancy).
+  // Throws Error(Internal) if cuFFT fails (FFT path).
+  void attend(const float* q, float* out, AttentionWorkspace& ws, int target_blocks = 0,
+              FourierPath path = FourierPath::Auto);
+  // The path FourierPath::Auto takes at the current middle length (Direct or Fft).
+  FourierPath auto_path() const;
 
   // Benchmarks: a compressed state with `mid_len` middle tokens and random contents.
   void fill_random(int64_t mid_len, uint64_t seed);

@@ -189,12 +189,15 @@ __device__ __forceinline__ float block_sum(float v, float* scratch) {
 
 // Log-sum-exp weights of S split partials of one query head: w[s] = exp(pm[s] - max pm)
 // into shared w[S] (0 for empty splits); returns sum_s w[s] pl[s] (0 if all empty).
+// L_mid: the same sum over splits s >= mid_from; max_out: max pm (the reference of w).
 // Loads are spread over the block (the merge is latency-bound, not bandwidth-bound).
 __device__ __forceinline__ float lse_weights(const float* __restrict__ pm, const float* __restrict__ pl, int S,
-                                             float* w, float* scratch, float* L_mid = nullptr, int mid_from = 0) {
+                                             float* w, float* scratch, float* L_mid = nullptr, int mid_from = 0,
+                                             float* max_out = nullptr) {
   float mx = -INFINITY;
   for (int s = threadIdx.x; s < S; s += kThreads) mx = fmaxf(mx, pm[s]);
   mx = block_max(mx, scratch);
+  if (max_out) *max_out = mx;
   float L = 0.0f, Lm = 0.0f;
   for (int s = threadIdx.x; s < S; s += kThreads) {
     const float ws = mx == -INFINITY ? 0.0f : rescale(pm[s], mx);
