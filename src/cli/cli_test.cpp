@@ -160,6 +160,27 @@ TEST(BadInput, BadFlags) {
   const CliRun u = run_cli("frobnicate");
   EXPECT_EQ(u.code, 2);
   expect_clean_error(run_cli("generate -m"), "-m", "missing value");
+  // Out-of-range numbers are refused by name instead of falling back to defaults.
+  expect_clean_error(run_cli("bench --preset tiny-llama -t -2 -p 0 -n 2"), "--threads", "negative threads");
+  expect_clean_error(run_cli("bench --preset tiny-llama -r 0"), "--reps", "zero reps");
+  expect_clean_error(run_cli("bench --preset tiny-llama -d -5"), "--depth", "negative depth");
+  expect_clean_error(run_cli("info --preset llama-3b --ctx -1"), "--ctx", "negative ctx");
+  expect_clean_error(run_cli("simulate --synthetic reference --preempt-ms nan"), "--preempt-ms", "NaN preempt cost");
+  expect_clean_error(run_cli("simulate --synthetic reference --requests 0"), "--requests", "zero requests");
+  expect_clean_error(run_cli("simulate --synthetic reference --kv-tokens -1"), "--kv-tokens", "negative kv budget");
+}
+
+TEST(BadInput, CalibrateFlagsAndOutputBeforeWork) {
+  const std::string m = tiny_gguf("cal.gguf");
+  const std::string text = tmp("cal.txt");
+  std::ofstream(text) << "once upon a time";
+  expect_clean_error(run_cli("calibrate -m " + m + " --text " + text + " --coeffs 15 -o " + tmp("d.json")), "--coeffs",
+                     "odd coefficient count");
+  expect_clean_error(run_cli("calibrate -m " + m + " --text " + text + " --window -8 -o " + tmp("d.json")), "--window",
+                     "negative window");
+  const CliRun r = run_cli("calibrate -m " + m + " --text " + text + " -o /nonexistent-dir/d.json");
+  expect_clean_error(r, "/nonexistent-dir/d.json", "unwritable output");
+  EXPECT_FALSE(std::ifstream(tmp("d.json"))) << "no dims file is left behind by a refused run";
 }
 
 TEST(Cli, GenerateJsonFromBos) {

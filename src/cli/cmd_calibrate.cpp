@@ -1,5 +1,6 @@
 // `harmonia calibrate`: FourierAttention compressed-dims search on calibration text.
 #include <cstdio>
+#include <fstream>
 #include <iostream>
 
 #include "cli/commands.h"
@@ -30,6 +31,13 @@ class CalibrateCmd : public Command {
     sub_->add_option("-o,--output", out_, "dims file to write (the authors' splithead JSON)")->required();
   }
   int run() override {
+    validate(o_, 1);  // flags first (the schema's per-layer split is checked again with the model)
+    {  // an unwritable output is reported before the calibration runs, not after; nothing is left behind
+      const bool existed = static_cast<bool>(std::ifstream(out_));
+      const bool ok = static_cast<bool>(std::ofstream(out_, std::ios::app));
+      if (!existed) std::remove(out_.c_str());
+      if (!ok) fail(ErrorKind::Io, "{}: cannot create the dims file", out_);
+    }
     auto m = mf_.load();
     if (!m->tokenizer) fail(ErrorKind::InvalidInput, "{}: no tokenizer to encode the text (give --tokenizer)", m->path);
     const auto toks = m->tokenizer->encode(read_file(text_), m->tokenizer->bos_id() >= 0);

@@ -48,7 +48,7 @@ std::shared_ptr<BenchProfileFlags> attach_bench_profile(CLI::App* sub) {
   sub->add_option("--contexts", f->contexts, "context buckets in tokens (default: 64, 256, ... up to the context)")
       ->delimiter(',')
       ->group(g);
-  sub->add_option("--prefill-tokens", f->prefill, "prompt lengths for prefill (default: 1, 16, 64, 256, ...)")
+  sub->add_option("--prefill-tokens", f->prefill, "prompt lengths for prefill (default: 1, 8, 16, 32, 64, 96, 128, 192, 256, 384, 512, 1024, 2048, 4096 below --ctx)")
       ->delimiter(',')
       ->group(g);
   sub->add_option("--ctx", f->o.ctx, "context size per sequence (default: the model's)")->group(g);

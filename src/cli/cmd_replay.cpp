@@ -86,6 +86,18 @@ class ReplayCmd : public Command {
     if (!draft_path_.empty()) draft = load_model(draft_path_);
     const auto kvs = kv::parse_policy_list(kv_, {});
     if (kvs.size() != 1) fail(ErrorKind::InvalidInput, "replay takes one --kv policy, got '{}'", kv_);
+    if (eo_.ctx < 0) fail(ErrorKind::InvalidInput, "--ctx {} must be positive (or 0 for the model's)", eo_.ctx);
+    const int64_t ctx_tokens = eo_.ctx > 0 ? eo_.ctx : m->config.ctx_len;
+    for (const auto& r : base.requests) {
+      // Checked before any prompt is built (a prompt_tokens of 1e12 must not allocate first).
+      if (r.prompt.empty() && r.prompt_tokens + r.output_tokens > ctx_tokens)
+        fail(ErrorKind::InvalidInput, "{}: request {} needs {} prompt + {} output tokens but the context is {}", workload_,
+             r.id, r.prompt_tokens, r.output_tokens, ctx_tokens);
+      // Replay runs in real time: an arrival a day away is a mistake, not a plan.
+      if (!(r.arrival_s <= 86400.0))
+        fail(ErrorKind::InvalidInput, "{}: request {} arrives at {} s; replay runs in real time (at most 86400 s)",
+             workload_, r.id, r.arrival_s);
+    }
     const std::vector<int32_t> filler = filler_tokens(*m, 4096);
     std::vector<std::vector<int32_t>> prompts;
     for (const auto& r : base.requests) prompts.push_back(engine::make_prompt(*m, r, filler));

@@ -111,4 +111,15 @@ TEST(CliReplay, BadInput) {
   const CmdRun b = harmonia_cmd("bench --profile -m " + model() + " --spec ngram");
   EXPECT_EQ(b.code, 2);
   EXPECT_NE(b.err.find("needs -o FILE"), std::string::npos) << b.err;
+  // A prompt far beyond the context is refused before anything is allocated; an arrival a
+  // century away is refused instead of waited for (replay runs in real time).
+  const std::string huge = tmp("huge.jsonl"), late = tmp("late.jsonl");
+  std::ofstream(huge) << R"({"arrival_s": 0, "prompt_tokens": 1e12, "output_tokens": 3})" "\n";
+  const CmdRun h = harmonia_cmd("replay -m " + model() + " --workload " + huge + " --profile " + prof);
+  EXPECT_EQ(h.code, 2) << h.err;
+  EXPECT_NE(h.err.find("but the context is"), std::string::npos) << h.err;
+  std::ofstream(late) << R"({"arrival_s": 1e308, "prompt_tokens": 4, "output_tokens": 3})" "\n";
+  const CmdRun l = harmonia_cmd("replay -m " + model() + " --workload " + late + " --profile " + prof);
+  EXPECT_EQ(l.code, 2) << l.err;
+  EXPECT_NE(l.err.find("real time"), std::string::npos) << l.err;
 }

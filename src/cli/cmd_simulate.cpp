@@ -67,6 +67,13 @@ class SimulateCmd : public Command {
     if (!rates_.empty() && !loads_.empty()) fail(ErrorKind::InvalidInput, "give --rates or --loads, not both");
     if (seeds_ < 1) fail(ErrorKind::InvalidInput, "--seeds must be >= 1, got {}", seeds_);
     if (batch_ < 1) fail(ErrorKind::InvalidInput, "--batch must be >= 1, got {}", batch_);
+    auto given = [&](const char* flag) { return sub_->get_option(flag)->count() > 0; };
+    if (given("--preempt-ms") && !(preempt_ms_ >= 0 && preempt_ms_ <= 1e6))
+      fail(ErrorKind::InvalidInput, "--preempt-ms must be between 0 and 1e6 ms, got {}", preempt_ms_);
+    if (given("--draft-len") && draft_len_ < 0)
+      fail(ErrorKind::InvalidInput, "--draft-len must be >= 0, got {}", draft_len_);
+    if (given("--requests") && requests_ < 1) fail(ErrorKind::InvalidInput, "--requests must be >= 1, got {}", requests_);
+    if (kv_tokens_ < 0) fail(ErrorKind::InvalidInput, "--kv-tokens must be >= 0 (0 = unlimited), got {}", kv_tokens_);
     for (double r : rates_)
       if (!(r > 0)) fail(ErrorKind::InvalidInput, "--rates: {} is not a positive rate", r);
     for (double l : loads_)

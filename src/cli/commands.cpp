@@ -2,6 +2,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -368,6 +369,7 @@ class InfoCmd : public Command {
                         {"bos", m->tokenizer->bos_id()},
                         {"eos", m->tokenizer->eos_id()},
                         {"chat_format", chat_format_name(detect_chat_format(m->tokenizer->chat_template()))}};
+    if (ctx_ < 0) fail(ErrorKind::InvalidInput, "--ctx must be positive (or 0 for the model's), got {}", ctx_);
     const int64_t ctx = ctx_ > 0 ? ctx_ : c.ctx_len;
     std::vector<std::string> kv_lines;
     if (!kv_.empty()) {
@@ -564,6 +566,11 @@ class BenchCmd : public Command {
   }
   int run() override {
     if (bench_profile_requested(*profile_)) return run_bench_profile(*profile_, mf_, o_.threads);
+    if (o_.reps < 1) fail(ErrorKind::InvalidInput, "-r/--reps must be >= 1, got {}", o_.reps);
+    if (o_.n_prompt < 0) fail(ErrorKind::InvalidInput, "-p/--n-prompt must be >= 0, got {}", o_.n_prompt);
+    if (o_.n_gen < 0) fail(ErrorKind::InvalidInput, "-n/--n-gen must be >= 0, got {}", o_.n_gen);
+    for (int64_t d : depths_)
+      if (d < 0) fail(ErrorKind::InvalidInput, "-d/--depth must be >= 0, got {}", d);
     auto m = mf_.load();
     set_threads(o_.threads);
     const double bw = no_bw_ ? 0.0 : -1.0;  // measured beside each decode repetition
@@ -598,6 +605,14 @@ class BenchCmd : public Command {
         if (!json_)
           std::printf("%-28s %8lld %12.1f %12.2f %9.2f %12.2f %8.1f%%\n", kvp.c_str(), static_cast<long long>(d),
                       r.prefill_tok_s, r.decode_tok_s, r.bandwidth_gb_s, r.roofline_tok_s, 100.0 * r.roofline_fraction());
+        if (!r.bandwidth_samples.empty()) {
+          const auto [lo, hi] = std::minmax_element(r.bandwidth_samples.begin(), r.bandwidth_samples.end());
+          if (*hi > 1.5 * *lo)
+            std::fprintf(stderr,
+                         "harmonia: warning: the read bandwidth varied from %.1f to %.1f GB/s across repetitions "
+                         "(a busy machine?): the roofline fraction at depth %lld is unreliable\n",
+                         *lo, *hi, static_cast<long long>(d));
+        }
       }
     const int threads = o_.threads > 0 ? o_.threads : omp_threads();
     if (json_) {

@@ -59,13 +59,23 @@ std::pair<double, double> calibration_ratio(const std::string& schema, double ra
   return {0.80, 0.80};
 }
 
-CalibrateResult calibrate_dims(const Model& m, const std::vector<int32_t>& tokens, const CalibrateOptions& o,
-                               const std::function<void(int, int)>& progress) {
-  const ModelConfig& c = m.config;
+void validate(const CalibrateOptions& o, int n_layers) {
   if (o.rope != "post" && o.rope != "pre")
     fail(ErrorKind::InvalidInput, "calibrate: --rope must be pre or post, got '{}'", o.rope);
   if (!(o.ratio > 0 && o.ratio < 1)) fail(ErrorKind::InvalidInput, "calibrate: --ratio must be in (0, 1), got {}", o.ratio);
-  (void)calibration_ratio(o.schema, o.ratio, 0, c.n_layers);
+  (void)calibration_ratio(o.schema, o.ratio, 0, n_layers);
+  if (o.sink < 0 || o.window < 0)
+    fail(ErrorKind::InvalidInput, "calibrate: --sink and --window must be >= 0, got {} and {}", o.sink, o.window);
+  if (o.coeffs < 2 || o.coeffs % 2)
+    fail(ErrorKind::InvalidInput, "calibrate: --coeffs (M = 2N) must be even and >= 2, got {}", o.coeffs);
+  if (o.max_prompts < 1) fail(ErrorKind::InvalidInput, "calibrate: --prompts must be >= 1, got {}", o.max_prompts);
+  if (o.ctx < 0) fail(ErrorKind::InvalidInput, "calibrate: --ctx must be positive (or 0 for the model's), got {}", o.ctx);
+}
+
+CalibrateResult calibrate_dims(const Model& m, const std::vector<int32_t>& tokens, const CalibrateOptions& o,
+                               const std::function<void(int, int)>& progress) {
+  const ModelConfig& c = m.config;
+  validate(o, c.n_layers);
   const int64_t ctx = o.ctx > 0 ? o.ctx : c.ctx_len;
   const int64_t n_prompts = std::min<int64_t>(o.max_prompts, static_cast<int64_t>(tokens.size()) / ctx);
   if (n_prompts < 1)

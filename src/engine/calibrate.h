@@ -40,6 +40,11 @@ struct CalibrateResult {
 // 0.50/0.70, else 0.80/0.80), or `ratio` for both under "uniform".
 std::pair<double, double> calibration_ratio(const std::string& schema, double ratio, int layer, int n_layers);
 
+// Checks the options (rope, ratio/schema, sink/window >= 0, coeffs even >= 2,
+// prompts >= 1, ctx >= 0) for a model of n_layers; throws Error(InvalidInput)
+// naming the flag. calibrate_dims calls it; the CLI calls it before loading.
+void validate(const CalibrateOptions& o, int n_layers);
+
 // tokens: the calibration text's ids. progress(done, total) is called as prompts finish.
 CalibrateResult calibrate_dims(const Model& m, const std::vector<int32_t>& tokens, const CalibrateOptions& o,
                                const std::function<void(int, int)>& progress = nullptr);

@@ -23,7 +23,8 @@ kv::Shape kv_shape(const ModelConfig& c, int64_t max_tokens) {
 }
 
 void set_threads(int n) {
-  if (n <= 0) return;
+  if (n < 0) fail(ErrorKind::InvalidInput, "--threads must be >= 0 (0 = all cores), got {}", n);
+  if (n == 0) return;
   omp_set_num_threads(n);
   set_blas_single_threaded();  // BLAS calls run inside Harmonia's OpenMP threads
 }
