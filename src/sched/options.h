@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "common/options.h"
+
 namespace harmonia::sched {
 
 using Options = std::map<std::string, std::string>;
@@ -28,26 +30,6 @@ std::vector<PolicySpec> parse_policy_list(const std::string& list);
 // "a/b/c" -> numbers; throws naming `what`.
 std::vector<double> parse_number_list(const std::string& text, const std::string& what, char sep = '/');
 
-// Typed reading of one component's options with errors naming the component
-// ("sched policy 'laps-sd'", "synthetic workload 'reference'"), the key and
-// the accepted range. finish() rejects keys that were never read.
-class OptionReader {
- public:
-  OptionReader(std::string what, const Options& opts) : what_(std::move(what)), opts_(opts) {}
-  bool has(const std::string& key) const { return opts_.count(key) > 0; }
-  int64_t get_int(const std::string& key, int64_t def, int64_t min, int64_t max);
-  // Accepts "inf" when max is +infinity.
-  double get_double(const std::string& key, double def, double min, double max);
-  bool get_bool(const std::string& key, bool def);
-  std::string get_string(const std::string& key, const std::string& def);
-  std::string get_choice(const std::string& key, const std::string& def, const std::set<std::string>& allowed);
-  void finish() const;
-
- private:
-  std::string what_;
-  const Options& opts_;
-  std::set<std::string> read_;
-  const std::string* raw(const std::string& key);
-};
+using harmonia::OptionReader;  // common/options.h
 
 }  // namespace harmonia::sched

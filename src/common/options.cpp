@@ -1,11 +1,13 @@
-#include "kv/options.h"
+#include "common/options.h"
 
 #include <cerrno>
+#include <cmath>
 #include <cstdlib>
+#include <limits>
 
 #include "common/error.h"
 
-namespace harmonia::kv {
+namespace harmonia {
 
 const std::string* OptionReader::raw(const std::string& key) {
   read_.insert(key);
@@ -20,20 +22,20 @@ int64_t OptionReader::get_int(const std::string& key, int64_t def, int64_t min, 
   errno = 0;
   const long long x = std::strtoll(v->c_str(), &end, 10);
   if (v->empty() || *end != '\0' || errno == ERANGE || x < min || x > max)
-    fail(ErrorKind::InvalidInput, "kv policy '{}': option {}={} must be an integer in [{}, {}]", policy_, key, *v,
-         min, max);
+    fail(ErrorKind::InvalidInput, "{}: option {}={} must be an integer in [{}, {}]", what_, key, *v, min, max);
   return x;
 }
 
 double OptionReader::get_double(const std::string& key, double def, double min, double max) {
   const std::string* v = raw(key);
   if (!v) return def;
+  const double inf = std::numeric_limits<double>::infinity();
+  if ((*v == "inf" || *v == "off") && max == inf) return inf;
   char* end = nullptr;
   errno = 0;
   const double x = std::strtod(v->c_str(), &end);
-  if (v->empty() || *end != '\0' || errno == ERANGE || !(x >= min && x <= max))
-    fail(ErrorKind::InvalidInput, "kv policy '{}': option {}={} must be a number in [{}, {}]", policy_, key, *v, min,
-         max);
+  if (v->empty() || *end != '\0' || errno == ERANGE || !(x >= min && x <= max) || std::isnan(x))
+    fail(ErrorKind::InvalidInput, "{}: option {}={} must be a number in [{}, {}]", what_, key, *v, min, max);
   return x;
 }
 
@@ -42,7 +44,7 @@ bool OptionReader::get_bool(const std::string& key, bool def) {
   if (!v) return def;
   if (*v == "1" || *v == "true" || *v == "on" || *v == "yes") return true;
   if (*v == "0" || *v == "false" || *v == "off" || *v == "no") return false;
-  fail(ErrorKind::InvalidInput, "kv policy '{}': option {}={} must be true or false", policy_, key, *v);
+  fail(ErrorKind::InvalidInput, "{}: option {}={} must be true or false", what_, key, *v);
 }
 
 std::string OptionReader::get_string(const std::string& key, const std::string& def) {
@@ -57,7 +59,7 @@ std::string OptionReader::get_choice(const std::string& key, const std::string& 
   if (!allowed.count(*v)) {
     std::string list;
     for (const auto& a : allowed) list += (list.empty() ? "" : ", ") + a;
-    fail(ErrorKind::InvalidInput, "kv policy '{}': option {}={} must be one of: {}", policy_, key, *v, list);
+    fail(ErrorKind::InvalidInput, "{}: option {}={} must be one of: {}", what_, key, *v, list);
   }
   return *v;
 }
@@ -67,9 +69,8 @@ void OptionReader::finish() const {
     if (!read_.count(k)) {
       std::string list;
       for (const auto& r : read_) list += (list.empty() ? "" : ", ") + r;
-      fail(ErrorKind::InvalidInput, "kv policy '{}' has no option '{}' (options: {})", policy_, k,
-           list.empty() ? "none" : list);
+      fail(ErrorKind::InvalidInput, "{} has no option '{}' (options: {})", what_, k, list.empty() ? "none" : list);
     }
 }
 
-}  // namespace harmonia::kv
+}  // namespace harmonia
