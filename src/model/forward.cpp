@@ -163,9 +163,7 @@ void Forward::run_batch(const std::vector<SeqStep>& batch) {
   for (int l = 0; l < n_layers; ++l) {
     const LayerWeights& w = m_.weights.layers[l];
     for (int64_t i = 0; i < n; ++i) rmsnorm(xb + i * D, x + i * D, f32(w.attn_norm), D, c.norm_eps);
-    matmul(w.wq, xb, n, q);
-    matmul(w.wk, xb, n, k);
-    matmul(w.wv, xb, n, v);
+    matmul_multi({{&w.wq, q}, {&w.wk, k}, {&w.wv, v}}, xb, n);
 #pragma omp parallel for schedule(static) if (n > 1)
     for (int64_t i = 0; i < n; ++i) {
       float* qi = q + i * QD;
@@ -190,8 +188,7 @@ void Forward::run_batch(const std::vector<SeqStep>& batch) {
     matmul(w.wo, att, n, xb);
     for (int64_t i = 0; i < n * D; ++i) x[i] += xb[i];
     for (int64_t i = 0; i < n; ++i) rmsnorm(xb + i * D, x + i * D, f32(w.ffn_norm), D, c.norm_eps);
-    matmul(w.w_gate, xb, n, h1);
-    matmul(w.w_up, xb, n, h2);
+    matmul_multi({{&w.w_gate, h1}, {&w.w_up, h2}}, xb, n);
 #pragma omp parallel for schedule(static) if (n * F > 4096)
     for (int64_t i = 0; i < n * F; ++i) h1[i] = h1[i] / (1.0f + std::exp(-h1[i])) * h2[i];
     matmul(w.w_down, h1, n, xb);

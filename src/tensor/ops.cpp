@@ -64,11 +64,26 @@ void thread_rows(int64_t rows, int64_t* r0, int64_t* r1) {
   *r1 = std::min(rows, *r0 + per);
 }
 
-// Y[v, r] = dot(W row r, X[v]) for v < n (Y[n, rows], X[n, cols]). Streams W
-// once; each row meets all n vectors while it is in L1.
-void multiply_rows(const Tensor& W, RowKernel kern, const float* X, int64_t n, float* Y) {
-  const int64_t rows = W.rows(), cols = W.cols();
-  const bool quantised = kernels::uses_q8_act(W.type);
+// One matrix of a streaming pass: Y[v, r] = dot(W row r, X[v]), Y[n, rows].
+struct RowJob {
+  const Tensor* W;
+  RowKernel kern;
+  float* Y;
+};
+
+// Runs every job over the same X[n, cols] in one OpenMP region: streams each W
+// once; each row meets all n vectors while it is in L1. X is quantised once
+// when any job needs 8-bit activations.
+void multiply_rows(const RowJob* jobs, int njobs, const float* X, int64_t n) {
+  const int64_t cols = jobs[0].W->cols();
+  bool quantised = false;
+  size_t bytes = 0;
+  int64_t all_rows = 0;
+  for (int j = 0; j < njobs; ++j) {
+    quantised = quantised || kernels::uses_q8_act(jobs[j].W->type);
+    bytes += static_cast<size_t>(jobs[j].W->rows()) * jobs[j].W->row_stride();
+    all_rows += jobs[j].W->rows();
+  }
   if (quantised) tl_act.quantize(X, n, cols);
   const int64_t nchunks = (n + kMaxVec - 1) / kMaxVec;
   Acts one;
@@ -77,33 +92,37 @@ void multiply_rows(const Tensor& W, RowKernel kern, const float* X, int64_t n, f
     tl_acts.resize(static_cast<size_t>(nchunks));
     acts = tl_acts.data();
   }
-  for (int64_t v = 0; v < n; ++v) {
+  for (int64_t v = 0; v < n; ++v) {  // both forms: jobs may differ in type
     Acts& a = acts[v / kMaxVec];
-    if (quantised)
-      a.q[v % kMaxVec] = tl_act.view(v);
-    else
-      a.x[v % kMaxVec] = X + v * cols;
+    if (quantised) a.q[v % kMaxVec] = tl_act.view(v);
+    a.x[v % kMaxVec] = X + v * cols;
   }
-  const size_t stride = W.row_stride();
-  // Rows go out in blocks of ~1/8 of a thread's share, first come first served:
-  // when one core gets less memory bandwidth for a while the other takes more
-  // blocks instead of waiting at the barrier (perf, llama-110m q8_0 decode on 2
-  // cores: time in libgomp's wait 23% with one contiguous share per thread, 17%).
+  // Rows go out in blocks of ~1/8 of a thread's share of all jobs' rows, first
+  // come first served: when one core gets less memory bandwidth for a while the
+  // other takes more blocks instead of waiting at the barrier (perf, llama-110m
+  // q8_0 decode on 2 cores: time in libgomp's wait 23% with one contiguous share
+  // per thread, 17%). Blocks never span two jobs.
   const int64_t nt = std::max(1, omp_get_max_threads());
-  const int64_t block = std::max<int64_t>(kRowAlign, (rows / (nt * 8)) / kRowAlign * kRowAlign);
-  const int64_t nblocks = (rows + block - 1) / block;
-#pragma omp parallel if (go_parallel(static_cast<size_t>(rows) * stride))
+  const int64_t block = std::max<int64_t>(kRowAlign, (all_rows / (nt * 8)) / kRowAlign * kRowAlign);
+  int64_t first_block[8 + 1] = {};  // jobs' block ranges: job j owns [first_block[j], first_block[j + 1])
+  for (int j = 0; j < njobs; ++j) first_block[j + 1] = first_block[j] + (jobs[j].W->rows() + block - 1) / block;
+  const int64_t nblocks = first_block[njobs];
+#pragma omp parallel if (go_parallel(bytes))
   {
     float out[kMaxVec];
 #pragma omp for schedule(dynamic, 1) nowait
     for (int64_t b = 0; b < nblocks; ++b) {
-      const int64_t r0 = b * block, r1 = std::min(rows, r0 + block);
-      const uint8_t* row = W.row(r0);
+      int j = 0;
+      while (b >= first_block[j + 1]) ++j;
+      const RowJob& job = jobs[j];
+      const int64_t rows = job.W->rows(), stride = static_cast<int64_t>(job.W->row_stride());
+      const int64_t r0 = (b - first_block[j]) * block, r1 = std::min(rows, r0 + block);
+      const uint8_t* row = job.W->row(r0);
       for (int64_t r = r0; r < r1; ++r, row += stride) {
         for (int64_t c = 0; c < nchunks; ++c) {
           const int nv = static_cast<int>(std::min<int64_t>(kMaxVec, n - c * kMaxVec));
-          kern(row, cols, acts[c], nv, out);
-          for (int v = 0; v < nv; ++v) Y[(c * kMaxVec + v) * rows + r] = out[v];
+          job.kern(row, cols, acts[c], nv, out);
+          for (int v = 0; v < nv; ++v) job.Y[(c * kMaxVec + v) * rows + r] = out[v];
         }
       }
     }
@@ -149,14 +168,17 @@ float dot_row(DType t, const void* row, const float* x, int64_t n) {
 }
 
 void matvec(const Tensor& W, const float* x, float* y) {
-  const RowKernel kern = checked_kernel(W, "matvec");
-  multiply_rows(W, kern, x, 1, y);
+  const RowJob job{&W, checked_kernel(W, "matvec"), y};
+  multiply_rows(&job, 1, x, 1);
 }
 
 void matmul(const Tensor& W, const float* X, int64_t n, float* Y) {
   if (n <= 0) return;
   const RowKernel kern = checked_kernel(W, "matmul");
-  if (n <= kMatmulStreamMaxN) return multiply_rows(W, kern, X, n, Y);
+  if (n <= kMatmulStreamMaxN) {
+    const RowJob job{&W, kern, Y};
+    return multiply_rows(&job, 1, X, n);
+  }
 
   const int64_t rows = W.rows(), cols = W.cols();
   set_blas_single_threaded();
@@ -181,6 +203,24 @@ void matmul(const Tensor& W, const float* X, int64_t n, float* Y) {
       }
     }
   }
+}
+
+void matmul_multi(std::initializer_list<MatmulJob> jobs, const float* X, int64_t n) {
+  if (n <= 0 || jobs.size() == 0) return;
+  if (jobs.size() > 8) fail(ErrorKind::InvalidInput, "matmul_multi: {} matrices, at most 8", jobs.size());
+  const int64_t cols = jobs.begin()->W->cols();
+  for (const MatmulJob& j : jobs)
+    if (j.W->cols() != cols)
+      fail(ErrorKind::InvalidInput, "matmul_multi: tensor '{}' has {} columns, '{}' has {}", name_of(*j.W),
+           j.W->cols(), name_of(*jobs.begin()->W), cols);
+  if (n > kMatmulStreamMaxN) {
+    for (const MatmulJob& j : jobs) matmul(*j.W, X, n, j.Y);
+    return;
+  }
+  RowJob rj[8];
+  int k = 0;
+  for (const MatmulJob& j : jobs) rj[k++] = RowJob{j.W, checked_kernel(*j.W, "matmul"), j.Y};
+  multiply_rows(rj, k, X, n);
 }
 
 }  // namespace harmonia

@@ -16,6 +16,7 @@
 //    |fast - exact| <= sum_i |w_i| d_b / 2; typically ~0.3% of the sum's magnitude.
 //  - matmul with n > kMatmulStreamMaxN keeps x in fp32 (dequantised weights, sgemm).
 #include <cstdint>
+#include <initializer_list>
 
 #include "tensor/tensor.h"
 
@@ -54,6 +55,17 @@ void matvec(const Tensor& W, const float* x, float* y);
 // Throws like matvec.
 void matmul_ref(const Tensor& W, const float* X, int64_t n, float* Y);
 void matmul(const Tensor& W, const float* X, int64_t n, float* Y);
+// Several matrices with the same input, e.g. a layer's q/k/v projections:
+// Y_j[n, rows_j] = X[n, cols] * W_j^T for each job, exactly as matmul(W_j, X, n,
+// Y_j) computes it. With n <= kMatmulStreamMaxN all jobs run in one OpenMP pass
+// (decode: one fork/join instead of one per matrix, X quantised once), else one
+// matmul each. Jobs may differ in type and rows. Throws like matmul, and
+// Error(InvalidInput) if the W_j differ in cols or there are more than 8.
+struct MatmulJob {
+  const Tensor* W;
+  float* Y;
+};
+void matmul_multi(std::initializer_list<MatmulJob> jobs, const float* X, int64_t n);
 // The n up to which matmul streams W through the matvec kernels (32): measured
 // (ops_bench BM_Matmul) as fast as or faster per token than dequantise + sgemm
 // up to n ~ 64 on Zen 4 and Sapphire Rapids; above it sgemm keeps x in fp32.

@@ -210,6 +210,34 @@ TEST_P(Kernels, MatmulInsideParallelRegion) {
 
 INSTANTIATE_TEST_SUITE_P(AllTypes, Kernels, ::testing::ValuesIn(kAllTypes), type_name);
 
+// matmul_multi gives each matrix exactly matmul's result, also with mixed types
+// (a Q4_K_M file mixes q4_k and q6_k in one layer) and row counts, on 1-3 threads,
+// on both sides of kMatmulStreamMaxN.
+TEST(MatmulMulti, EqualsOneMatmulPerMatrix) {
+  std::mt19937 rng(7);
+  const int64_t cols = 512;
+  auto a = random_weights(rng, DType::Q4_K, 300, cols);
+  auto b = random_weights(rng, DType::Q6_K, 77, cols);
+  auto c = random_weights(rng, DType::F32, 129, cols);
+  for (int64_t n : {int64_t{1}, int64_t{5}, kMatmulStreamMaxN + 3}) {
+    const auto X = random_floats(rng, n * cols);
+    for (int threads : {1, 2, 3}) {
+      omp_set_num_threads(threads);
+      std::vector<float> ya(n * 300), yb(n * 77), yc(n * 129), ra(ya.size()), rb(yb.size()), rc(yc.size());
+      matmul_multi({{&a.t, ya.data()}, {&b.t, yb.data()}, {&c.t, yc.data()}}, X.data(), n);
+      matmul(a.t, X.data(), n, ra.data());
+      matmul(b.t, X.data(), n, rb.data());
+      matmul(c.t, X.data(), n, rc.data());
+      EXPECT_EQ(ya, ra) << "n=" << n << " threads=" << threads;
+      EXPECT_EQ(yb, rb) << "n=" << n << " threads=" << threads;
+      EXPECT_EQ(yc, rc) << "n=" << n << " threads=" << threads;
+    }
+  }
+  auto d = random_weights(rng, DType::F32, 8, 256);
+  std::vector<float> y(8 * 300), x(512);
+  EXPECT_THROW(matmul_multi({{&a.t, y.data()}, {&d.t, y.data()}}, x.data(), 1), Error);  // cols differ
+}
+
 // ---- 8-bit activations ------------------------------------------------------------------
 
 TEST(Q8Act, RoundsWithinHalfScale) {
