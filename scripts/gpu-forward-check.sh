@@ -51,7 +51,8 @@ cat "$LOG/err.txt" | grep -i error | head -5
 say "bench (decode tokens/s; depth synthetic)"
 "$H" bench -m "$S656" --device cuda -p 128 -n 128 -r 3 -d 0,1024 2>&1 | tee "$LOG/bench_656k.txt"
 "$H" bench --preset llama-8b --device cuda -p 512 -n 32 -r 3 -d 0 2>&1 | tee "$LOG/bench_8b_prefill.txt"
-"$H" bench --preset llama-8b --device cuda -p 0 -n 64 -r 3 -d 4096,32768,131072 2>&1 | tee "$LOG/bench_8b.txt"
+"$H" bench --preset llama-8b --device cuda -p 0 -n 64 -r 3 -d ${GPU_BENCH_DEPTHS:-4096,32768,131072} \
+  --kv "${GPU_BENCH_KV:-full,fourier,fourier:coeff_dtype=bf16}" 2>&1 | tee "$LOG/bench_8b.txt"
 bench_rc=${PIPESTATUS[0]}
 
 say "summary"

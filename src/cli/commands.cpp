@@ -609,7 +609,7 @@ class BenchCmd : public Command {
       auto m = random ? shape_only(mf_) : mf_.load();
       if (random) m->path = "preset " + mf_.preset + " (random weights on the GPU)";
       for (const auto& sp : kv::parse_policy_list(kvs_.empty() ? "full" : kvs_, kv_opts_))
-        bench_cuda(*m, random, o_, depths_, sp.label(), dev_, json_);
+        bench_cuda(*m, random, o_, depths_, sp, dev_, json_);
       return 0;
     }
     auto m = mf_.load();

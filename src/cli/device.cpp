@@ -8,6 +8,7 @@
 
 #include "cli/commands.h"
 #include "common/error.h"
+#include "kv/fourier.h"
 #ifdef HARMONIA_WITH_CUDA
 #include "cuda/forward_gpu.h"
 #include "cuda/runtime.h"
@@ -38,7 +39,7 @@ void DeviceFlags::check() const {
 
 namespace {
 void require_full(const std::string& kv) {
-  if (kv != "full") fail(ErrorKind::Unsupported, "--device cuda: KV policy '{}' is not on the GPU yet (have: full)", kv);
+  if (kv != "full") fail(ErrorKind::Unsupported, "--device cuda: KV policy '{}' is not on the GPU yet (have: full; bench also fourier)", kv);
 }
 }  // namespace
 
@@ -77,17 +78,36 @@ GenerateResult generate_cuda(const Model& m, const std::vector<int32_t>& prompt,
   return generate(seq, m, ctx, prompt, o, on_text);
 }
 
+namespace {
+// --kv fourier[:sink=..:window=..:coeffs=..:coeff_dtype=f32|bf16] for the GPU bench.
+cuda::GpuFourierOptions gpu_fourier(const kv::PolicySpec& sp) {
+  const kv::FourierOptions f = kv::FourierOptions::parse(sp.options);
+  if (f.coeff_dtype == kv::CoeffDtype::F16)
+    fail(ErrorKind::Unsupported, "--device cuda: fourier coeff_dtype f16 (have f32, bf16)");
+  cuda::GpuFourierOptions g;
+  g.sink = f.sink;
+  g.window = f.window;
+  g.coeffs = f.coeffs;
+  g.coeff_bf16 = f.coeff_dtype == kv::CoeffDtype::BF16;
+  return g;
+}
+}  // namespace
+
 void bench_cuda(const Model& m, bool random_weights, const BenchOptions& o, const std::vector<int64_t>& depths,
-                const std::string& kv, const DeviceFlags& d, bool json) {
-  require_full(kv);
-  const int64_t most = *std::max_element(depths.begin(), depths.end()) + std::max(o.n_prompt, o.n_gen);
+                const kv::PolicySpec& sp, const DeviceFlags& d, bool json) {
+  const std::string kv = sp.label();
+  const bool fourier = sp.name == "fourier";
+  if (!fourier) require_full(sp.name);
+  // fourier: the context lives in the FourierAttention state; the full cache holds only the warm-up.
+  const int64_t most = std::max(o.n_prompt, o.n_gen) + (fourier ? 16 : *std::max_element(depths.begin(), depths.end()));
   cuda::GpuForwardOptions g = gpu_options(d, std::max<int64_t>(most, 1));
   g.random_weights = random_weights;
   g.seed = o.seed;
   cuda::GpuForward fw(m, g);
   nlohmann::json rows = nlohmann::json::array();
   if (!json)
-    std::printf("%-6s %8s %12s %12s %10s %12s\n", "kv", "depth", "prefill t/s", "decode t/s", "KV MiB", "GPU mem GiB");
+    std::printf("%-14s %8s %12s %12s %12s %12s %12s\n", "kv", "depth", "prefill t/s", "decode t/s", "KV read MiB",
+                "KV held MiB", "GPU mem GiB");
   for (int64_t depth : depths) {
     cuda::GpuBenchOptions b;
     b.n_prompt = o.n_prompt;
@@ -95,6 +115,8 @@ void bench_cuda(const Model& m, bool random_weights, const BenchOptions& o, cons
     b.depth = depth;
     b.reps = o.reps;
     b.seed = o.seed;
+    b.fourier = fourier;
+    if (fourier) b.fourier_options = gpu_fourier(sp);
     const cuda::GpuBenchResult r = cuda::bench_forward(fw, b);
     BenchOptions row_o = o;
     row_o.depth = depth;
@@ -107,10 +129,12 @@ void bench_cuda(const Model& m, bool random_weights, const BenchOptions& o, cons
     row_r.kv_bytes_read = r.kv_bytes_read;
     nlohmann::json row = bench_row_json(kv, row_o, row_r);
     row["device_memory_bytes"] = r.device_memory_bytes;
+    row["kv_bytes_held"] = r.kv_bytes_held;
     rows.push_back(row);
     if (!json)
-      std::printf("%-6s %8lld %12.1f %12.2f %10.1f %12.2f\n", kv.c_str(), static_cast<long long>(depth), r.prefill_tok_s,
-                  r.decode_tok_s, r.kv_bytes_read / 1048576.0, r.device_memory_bytes / 1073741824.0);
+      std::printf("%-14s %8lld %12.1f %12.2f %12.1f %12.1f %12.2f\n", kv.c_str(), static_cast<long long>(depth),
+                  r.prefill_tok_s, r.decode_tok_s, r.kv_bytes_read / 1048576.0, r.kv_bytes_held / 1048576.0,
+                  r.device_memory_bytes / 1073741824.0);
   }
   const std::string dev = cuda::device_summary();
   if (json) {
@@ -120,7 +144,8 @@ void bench_cuda(const Model& m, bool random_weights, const BenchOptions& o, cons
               << "\n";
   } else {
     std::printf("model %s on %s, %s weights and KV cache, %.1f MiB weights; depth is synthetic (KV cache filled with "
-                "noise, no prefill run for it); GPU mem = all device memory in use (cudaMemGetInfo)\n",
+                "noise, no prefill run for it; fourier: a random FourierAttention state, decode only); KV read/held at the end "
+                "of the decode test; GPU mem = all device memory in use (cudaMemGetInfo)\n",
                 m.path.c_str(), dev.c_str(), d.gpu_dtype.c_str(), fw.weight_bytes() / 1048576.0);
   }
 }
@@ -134,9 +159,8 @@ GenerateResult generate_cuda(const Model&, const std::vector<int32_t>&, const Ge
   fail(ErrorKind::Unsupported, "--device cuda: this harmonia was built without CUDA");
 }
 
-void bench_cuda(const Model&, bool, const BenchOptions&, const std::vector<int64_t>&, const std::string& kv,
+void bench_cuda(const Model&, bool, const BenchOptions&, const std::vector<int64_t>&, const kv::PolicySpec&,
                 const DeviceFlags& d, bool) {
-  require_full(kv);
   d.check();
   fail(ErrorKind::Unsupported, "--device cuda: this harmonia was built without CUDA");
 }

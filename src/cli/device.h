@@ -10,6 +10,7 @@
 
 #include "engine/bench.h"
 #include "engine/generate.h"
+#include "kv/spec.h"
 #include "model/model.h"
 
 namespace harmonia::cli {
@@ -32,7 +33,9 @@ GenerateResult generate_cuda(const Model& m, const std::vector<int32_t>& prompt,
 // bench on the GPU: prefill and decode tokens/s at each depth (synthetic depth: the KV
 // cache is filled with noise, no prefill runs for it), device memory, as a table or JSON.
 // random_weights: weights generated on the device (m carries shapes only, e.g. --preset).
+// kv: full, or fourier (decode only, from a random FourierAttention state of `depth` tokens;
+// options sink, window, coeffs, coeff_dtype f32|bf16). Others: Error(Unsupported).
 void bench_cuda(const Model& m, bool random_weights, const BenchOptions& o, const std::vector<int64_t>& depths,
-                const std::string& kv, const DeviceFlags& d, bool json);
+                const kv::PolicySpec& kv, const DeviceFlags& d, bool json);
 
 }  // namespace harmonia::cli

@@ -13,6 +13,10 @@
 #include "common/fp16.h"
 #include "cuda/attention.h"
 #include "cuda/forward_kernels.h"
+#include "cuda/fourier_gpu.h"
+#include "kv/dims.h"
+#include "kv/spectral.h"
+#include "model/forward.h"
 #include "cuda/runtime.h"
 #include "tensor/ops.h"
 
@@ -63,6 +67,12 @@ struct GpuForward::Impl {
   // qkv [n][q_dim + 2 kv_dim] f32, gu [n][2 ffn] f32, att [q_dim] f32 (decode), logits [vocab] f32.
   DeviceBuffer x, act, qkv, gu, att, logits, tokens, ids, lens;
   AttentionWorkspace ws;
+  // FourierAttention decode (start_fourier_random): one layer object each, the step's K/V
+  // staged as bf16 [n_kv_heads][head_dim], and the last position it has room for.
+  std::vector<std::unique_ptr<FourierLayer>> fourier;
+  DeviceBuffer k_stage, v_stage;
+  int64_t fourier_end = 0;
+  int64_t rope_rows = 0;  // positions the static RoPE table covers
 
   Impl(const Model& model, const GpuForwardOptions& opts) : m(model), o(opts), rope(model.config.rope) {}
 
@@ -159,11 +169,13 @@ struct GpuForward::Impl {
 
   const Mat& output() const { return tied ? embd : out; }
 
-  // RoPE cos/sin rows for positions 0 .. max_tokens-1 (scalings that do not depend on the sequence length).
-  void upload_rope_table() {
+  // RoPE cos/sin rows for positions 0 .. rows-1 (scalings that do not depend on the sequence length).
+  void upload_rope_table(int64_t rows) {
+    if (rows <= rope_rows) return;
+    rope_rows = rows;
     const int half = m.config.rope.n_rot / 2;
-    std::vector<float> cs(static_cast<size_t>(o.max_tokens) * half), sn(cs.size());
-    for (int64_t p = 0; p < o.max_tokens; ++p) rope.cos_sin(p, p + 1, cs.data() + p * half, sn.data() + p * half);
+    std::vector<float> cs(static_cast<size_t>(rows) * half), sn(cs.size());
+    for (int64_t p = 0; p < rows; ++p) rope.cos_sin(p, p + 1, cs.data() + p * half, sn.data() + p * half);
     rope_cos.reserve(std::max<size_t>(cs.size(), 1) * 4);
     rope_sin.reserve(std::max<size_t>(sn.size(), 1) * 4);
     to_device(rope_cos.get(), cs.data(), cs.size() * 4);
@@ -194,9 +206,12 @@ struct GpuForward::Impl {
     for (int64_t i = 0; i < n; ++i)
       if (tok[i] < 0 || tok[i] >= c.vocab_size)
         fail(ErrorKind::InvalidInput, "token id {} is outside the vocabulary [0, {})", tok[i], c.vocab_size);
-    if (len + n > o.max_tokens)
+    if (!fourier.empty() && n > 1)
+      fail(ErrorKind::Unsupported, "cuda forward: a {}-token step on the FourierAttention cache (decode only)", n);
+    const int64_t end = fourier.empty() ? o.max_tokens : fourier_end;
+    if (len + n > end)
       fail(ErrorKind::InvalidInput, "context full: {} tokens in the cache + {} new exceed the context size {}", len, n,
-           o.max_tokens);
+           end);
     const int64_t D = c.dim, QD = c.q_dim(), F = c.ffn_dim, V = c.vocab_size;
     const fwd::QkvShape qs{c.n_heads, c.n_kv_heads, c.head_dim};
     const int64_t QKV = qs.stride();
@@ -239,14 +254,22 @@ struct GpuForward::Impl {
                     c.qk_norm ? L.q_norm.as<float>() : nullptr, c.qk_norm ? L.k_norm.as<float>() : nullptr,
                     c.norm_eps, cs, sn, row0, c.rope.n_rot, c.rope.style == RopeConfig::Style::Interleaved);
       void *kl = kv_layer(kc, l), *vl = kv_layer(vc, l);
-      fwd::store_kv(qkv.as<float>(), n, qs, kl, vl, kt, o.max_tokens, len);
-      if (n == 1 && decode_kernel) {
-        const DecodeShape ds{1, c.n_heads, c.n_kv_heads, c.head_dim};
+      if (!fourier.empty()) {  // FourierAttention decode: the token joins the local window, then attention
+        FourierLayer& f = *fourier[static_cast<size_t>(l)];
+        fwd::store_kv(qkv.as<float>(), 1, qs, k_stage.get(), v_stage.get(), Elem::BF16, 1, 0);
+        f.append(k_stage.as<uint16_t>(), v_stage.as<uint16_t>());
+        float* out = wt == Elem::F32 ? act.as<float>() : att.as<float>();
+        f.attend(qkv.as<float>(), out, ws);
+        if (wt != Elem::F32) fwd::convert(out, QD, act.get(), wt);
+      } else if (n == 1 && decode_kernel) {
+        fwd::store_kv(qkv.as<float>(), n, qs, kl, vl, kt, o.max_tokens, len);
+        const DecodeShape ds{1, c.n_heads, c.n_kv_heads, c.head_dim};  // (K/V stored above)
         float* out = wt == Elem::F32 ? act.as<float>() : att.as<float>();
         decode_attention_full(ds, kt == Elem::F32 ? KvType::F32 : KvType::BF16, qkv.as<float>(), kl, vl,
                               o.max_tokens, lens.as<int>(), len + 1, out, ws);
         if (wt != Elem::F32) fwd::convert(out, QD, act.get(), wt);
       } else {
+        fwd::store_kv(qkv.as<float>(), n, qs, kl, vl, kt, o.max_tokens, len);
         fwd::prefill_attention(qkv.as<float>(), n, qs, kl, vl, kt, o.max_tokens, len, act.get(), wt);
       }
       gemm(L.wo, act.get(), n, xf, 1.0f);
@@ -288,7 +311,7 @@ GpuForward::GpuForward(const Model& m, const GpuForwardOptions& o) : im_(std::ma
                      ((c.n_heads / c.n_kv_heads) & (c.n_heads / c.n_kv_heads - 1)) == 0;
   im.upload_weights();
   im.dynamic_rope = c.rope.scaling == RopeConfig::Scaling::DynamicNTK;
-  if (!im.dynamic_rope) im.upload_rope_table();
+  if (!im.dynamic_rope) im.upload_rope_table(o.max_tokens);
   const size_t kv = static_cast<size_t>(c.n_layers) * im.kv_layer_elems() * fwd::elem_bytes(im.kt);
   im.kc.reserve(kv);
   im.vc.reserve(kv);
@@ -312,7 +335,54 @@ size_t GpuForward::kv_bytes_per_token() const {
 void GpuForward::reset(int64_t len) {
   if (len < 0 || len > im_->o.max_tokens)
     fail(ErrorKind::InvalidInput, "cuda forward: reset to {} tokens, the capacity is {}", len, im_->o.max_tokens);
+  im_->fourier.clear();
   im_->len = len;
+}
+
+void GpuForward::start_fourier_random(const GpuFourierOptions& f, int64_t len, int64_t max_new, uint64_t seed) {
+  Impl& im = *im_;
+  const ModelConfig& c = im.m.config;
+  if (c.head_dim != 64 && c.head_dim != 128)
+    fail(ErrorKind::Unsupported, "cuda fourier: head_dim {} (FourierLayer has 64 and 128)", c.head_dim);
+  if (len <= f.sink + f.window || max_new < 1)
+    fail(ErrorKind::InvalidInput, "cuda fourier: {} tokens do not reach past sink {} + window {} (or max_new {} < 1)",
+         len, f.sink, f.window, max_new);
+  const int64_t mid = len - f.sink - f.window;
+  FourierConfig cfg;
+  cfg.shape = {1, c.n_heads, c.n_kv_heads, c.head_dim};
+  cfg.sink = f.sink;
+  cfg.window = f.window;
+  cfg.coeffs = f.coeffs;
+  cfg.coeff_bf16 = f.coeff_bf16;
+  cfg.period = kv::spectral::smooth_period(mid + max_new);  // kv::FourierCache's planned T
+  cfg.w0 = 1.0 / static_cast<double>(cfg.period);            // the proper inverse
+  cfg.w = 2.0 / static_cast<double>(cfg.period);
+  cfg.mid_capacity = mid + max_new;
+  const kv::Shape shape = kv_shape(c, len + max_new);
+  const kv::FourierDims dims = kv::default_fourier_dims(shape, shape.rope_layout);
+  im.fourier.clear();
+  for (int l = 0; l < c.n_layers; ++l) {
+    std::vector<FourierHeadDims> heads;
+    for (const kv::HeadDims& h : kv::split_heads(dims.layers[static_cast<size_t>(l)], c.n_kv_heads, c.head_dim))
+      heads.push_back({h.kc, h.kn, h.vc, h.vn});
+    im.fourier.push_back(std::make_unique<FourierLayer>(cfg, heads));
+    im.fourier.back()->fill_random(mid, seed + static_cast<uint64_t>(l));
+  }
+  im.k_stage.reserve(static_cast<size_t>(c.kv_dim()) * 2);
+  im.v_stage.reserve(static_cast<size_t>(c.kv_dim()) * 2);
+  if (!im.dynamic_rope) im.upload_rope_table(len + max_new);
+  im.len = len;
+  im.fourier_end = len + max_new;
+  synchronize();
+}
+
+bool GpuForward::fourier_active() const { return !im_->fourier.empty(); }
+
+size_t GpuForward::kv_bytes_read() const {
+  if (im_->fourier.empty()) return kv_bytes();
+  size_t b = 0;
+  for (const auto& f : im_->fourier) b += f->attention_bytes();
+  return b;
 }
 
 void GpuForward::fill_kv_random(uint64_t seed) {
@@ -335,7 +405,12 @@ size_t GpuForward::weight_bytes() const {
   return b;
 }
 
-size_t GpuForward::kv_bytes() const { return kv_bytes_per_token() * static_cast<size_t>(im_->len); }
+size_t GpuForward::kv_bytes() const {
+  if (im_->fourier.empty()) return kv_bytes_per_token() * static_cast<size_t>(im_->len);
+  size_t b = 0;
+  for (const auto& f : im_->fourier) b += f->held_bytes();
+  return b;
+}
 
 size_t GpuForward::kv_capacity_bytes() const { return im_->kc.bytes() + im_->vc.bytes(); }
 
@@ -353,7 +428,7 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 
 GpuBenchResult bench_forward(GpuForward& fw, const GpuBenchOptions& o) {
   const ModelConfig& c = fw.model().config;
-  const int64_t need = o.depth + std::max(o.n_prompt, o.n_gen);
+  const int64_t need = o.fourier ? std::max(o.n_prompt, o.n_gen) : o.depth + std::max(o.n_prompt, o.n_gen);
   if (o.reps < 1 || o.n_prompt < 0 || o.n_gen < 0 || o.depth < 0)
     fail(ErrorKind::InvalidInput, "cuda bench: reps {} / n_prompt {} / n_gen {} / depth {} out of range", o.reps,
          o.n_prompt, o.n_gen, o.depth);
@@ -366,19 +441,27 @@ GpuBenchResult bench_forward(GpuForward& fw, const GpuBenchOptions& o) {
   for (auto& t : prompt) t = tok(rng);
   fw.fill_kv_random(o.seed);
   int32_t id = 0;
-  fw.reset(o.depth);  // warm-up: cuBLAS heuristics, workspace sizes, lazy module loading
+  // Decode starts from `depth` tokens: the full cache's length, or a random FourierAttention state.
+  auto start_decode = [&] {
+    if (o.fourier)
+      fw.start_fourier_random(o.fourier_options, o.depth, std::max(o.n_gen, 1) + 1, o.seed);
+    else
+      fw.reset(o.depth);
+  };
+  fw.reset(o.fourier ? 0 : o.depth);  // warm-up: cuBLAS heuristics, workspace sizes, lazy module loading
   fw.run(prompt.data(), std::min<int64_t>(std::max(o.n_prompt, 1), 16), nullptr, &id);
+  start_decode();
   fw.run(&id, 1, nullptr, &id);
   GpuBenchResult r;
   for (int rep = 0; rep < o.reps; ++rep) {
-    if (o.n_prompt > 0) {
+    if (o.n_prompt > 0 && !o.fourier) {
       fw.reset(o.depth);
       const auto t0 = std::chrono::steady_clock::now();
       fw.run(prompt.data(), o.n_prompt, nullptr, &id);
       r.prefill_samples.push_back(o.n_prompt / seconds_since(t0));
     }
     if (o.n_gen > 0) {
-      fw.reset(o.depth);
+      start_decode();
       id = prompt[0];
       const auto t0 = std::chrono::steady_clock::now();
       for (int i = 0; i < o.n_gen; ++i) fw.run(&id, 1, nullptr, &id);
@@ -388,8 +471,10 @@ GpuBenchResult bench_forward(GpuForward& fw, const GpuBenchOptions& o) {
   r.prefill_tok_s = median_of(r.prefill_samples);
   r.decode_tok_s = median_of(r.decode_samples);
   r.weight_bytes = fw.weight_bytes();
-  r.kv_bytes_read = fw.kv_bytes_per_token() * static_cast<size_t>(o.depth + o.n_gen / 2);
+  r.kv_bytes_read = fw.kv_bytes_read();
+  r.kv_bytes_held = fw.kv_bytes();
   r.device_memory_bytes = device_memory_used();
+  fw.reset(0);
   return r;
 }
 

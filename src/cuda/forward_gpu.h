@@ -41,6 +41,14 @@ struct GpuForwardOptions {
   uint64_t seed = 1;           // random_weights' pattern
 };
 
+// FourierAttention for the decode steps (cuda::FourierLayer per layer, arXiv 2506.11886):
+// kv::FourierCache's defaults (sinks, local window, M coefficients, the built-in dims,
+// the 7-smooth period T = smooth(L + max_new - sink - window), the proper inverse).
+struct GpuFourierOptions {
+  int64_t sink = 4, window = 1024, coeffs = 1024;  // L_init, L_local, M = 2N
+  bool coeff_bf16 = false;                         // coefficient storage f32 | bf16
+};
+
 class GpuForward {
  public:
   // Uploads (or generates) the weights, allocates the KV cache and the RoPE
@@ -65,13 +73,24 @@ class GpuForward {
   // its contents: reset(0) starts a new sequence; with fill_kv_random, a
   // benchmark's context depth.
   void reset(int64_t len);
+  // Benchmarks: replaces the full cache by a FourierAttention cache of `len` tokens
+  // with random contents (FourierLayer::fill_random; len > sink + window) with room for
+  // max_new decode tokens. Decode steps (n = 1) then append to it and attend through
+  // FlashFourierAttention; prefill steps throw Error(Unsupported); reset() returns to the
+  // full cache. NOTE: compressing a real prompt on the GPU is not wired into the forward
+  // pass yet, so this mode measures speed and memory only. Throws Error(Unsupported) for a
+  // head_dim other than 64/128 or a layer without compressed dims.
+  void start_fourier_random(const GpuFourierOptions& f, int64_t len, int64_t max_new, uint64_t seed);
+  bool fourier_active() const;
+
   // Fills every KV cache row with deterministic uniform noise in [-1, 1)
   // (benchmarks: decode time does not depend on the cached values).
   void fill_kv_random(uint64_t seed);
 
   const Model& model() const;
   size_t weight_bytes() const;    // device bytes of all weights
-  size_t kv_bytes() const;        // device bytes of the KV cache at n_tokens()
+  size_t kv_bytes() const;        // device bytes of the KV cache at n_tokens() (fourier: held bytes)
+  size_t kv_bytes_read() const;   // KV bytes one decode step reads now (full: K + V rows; fourier: attention_bytes)
   size_t kv_capacity_bytes() const;
   size_t kv_bytes_per_token() const;  // K + V over all layers
 
@@ -87,13 +106,18 @@ struct GpuBenchOptions {
   int64_t depth = 0;   // tokens in the KV cache before each test
   int reps = 3;        // repetitions; medians reported
   uint64_t seed = 1;   // random token ids and KV contents
+  // Decode through FourierAttention (start_fourier_random at `depth`) instead of the full
+  // cache; the prefill test is skipped then.
+  bool fourier = false;
+  GpuFourierOptions fourier_options;
 };
 
 struct GpuBenchResult {
   double prefill_tok_s = 0, decode_tok_s = 0;           // medians
   std::vector<double> prefill_samples, decode_samples;  // tokens/s per repetition
   size_t weight_bytes = 0;           // device bytes of the weights
-  size_t kv_bytes_read = 0;          // KV bytes one decode step reads at depth + n_gen/2
+  size_t kv_bytes_read = 0;          // KV bytes one decode step reads at the end of the decode test
+  size_t kv_bytes_held = 0;          // KV cache bytes held then (full: K + V rows in use)
   size_t device_memory_bytes = 0;    // device_memory_used() after the runs
 };
 

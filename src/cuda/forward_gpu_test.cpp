@@ -118,9 +118,9 @@ TEST(CudaForwardKernels, EmbedRmsnormSwigluConvert) {
           href[i * F + j] = static_cast<float>(g / (1.0 + std::exp(-g)) * u);
         }
       EXPECT_LE(rel_err(download(dh, href.size(), t), href), tol(t)) << "swiglu";
-      // convert
-      cuda::fwd::convert(dgu.as<float>(), n * 2 * F, dh.get(), t);
-      EXPECT_LE(rel_err(download(dh, gu.size() / 2, t), std::vector<float>(gu.begin(), gu.begin() + gu.size() / 2)),
+      // convert (the first n * F values of gu: dh holds n * F)
+      cuda::fwd::convert(dgu.as<float>(), n * F, dh.get(), t);
+      EXPECT_LE(rel_err(download(dh, href.size(), t), std::vector<float>(gu.begin(), gu.begin() + href.size())),
                 t == Elem::F32 ? 0.0 : 4e-3)
           << "convert";
     }
@@ -418,4 +418,47 @@ TEST(CudaForward, ContextOverflowAndBadTokensThrow) {
   const int32_t bad = m->config.vocab_size;
   EXPECT_THROW(fw.run(&bad, 1, nullptr, &id), Error);
   EXPECT_EQ(fw.n_tokens(), 3);
+}
+
+// FourierAttention decode (the benchmark mode): a random compressed state of 500 tokens in far
+// fewer bytes than the full cache, decode steps through FlashFourierAttention with finite
+// logits, the context end at len + max_new, prefill steps refused, reset() back to full.
+TEST(CudaForward, FourierDecodeFromRandomState) {
+  REQUIRE_GPU();
+  ModelConfig c = preset_config("tiny-llama");
+  c.dim = 256;
+  c.n_heads = 4;
+  c.n_kv_heads = 2;
+  c.head_dim = 64;  // FourierLayer: 64 or 128
+  c.rope.n_rot = 64;
+  c.ctx_len = 4096;
+  auto m = make_random_model(c, {});
+  cuda::GpuForwardOptions o;
+  o.max_tokens = 64;
+  cuda::GpuForward fw(*m, o);
+  cuda::GpuFourierOptions f;
+  f.sink = 4;
+  f.window = 64;
+  f.coeffs = 32;
+  fw.start_fourier_random(f, 500, 8, 3);
+  ASSERT_TRUE(fw.fourier_active());
+  EXPECT_EQ(fw.n_tokens(), 500);
+  EXPECT_LT(fw.kv_bytes(), fw.kv_bytes_per_token() * 500 / 2);
+  EXPECT_LT(fw.kv_bytes_read(), fw.kv_bytes_per_token() * 500 / 2);
+  std::vector<float> logits(m->config.vocab_size);
+  int32_t id = 1;
+  for (int i = 0; i < 8; ++i) {
+    fw.run(&id, 1, logits.data(), &id);
+    ASSERT_TRUE(std::all_of(logits.begin(), logits.end(), [](float x) { return std::isfinite(x); })) << "step " << i;
+    EXPECT_EQ(id, argmax_host(logits));
+  }
+  EXPECT_EQ(fw.n_tokens(), 508);
+  EXPECT_THROW(fw.run(&id, 1, nullptr, &id), Error);  // room for max_new = 8 tokens
+  fw.start_fourier_random(f, 500, 8, 3);
+  const std::vector<int32_t> two = {1, 2};
+  EXPECT_THROW(fw.run(two.data(), 2, nullptr, &id), Error);  // decode only
+  fw.reset(0);
+  EXPECT_FALSE(fw.fourier_active());
+  fw.run(two.data(), 2, nullptr, &id);
+  EXPECT_EQ(fw.n_tokens(), 2);
 }
