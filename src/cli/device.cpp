@@ -73,7 +73,10 @@ GenerateResult generate_cuda(const Model& m, const std::vector<int32_t>& prompt,
   require_full(o.kv_policy);
   o.sampling.validate();
   const int64_t ctx = resolve_ctx(m, o.ctx, prompt.size(), o.max_tokens);
-  cuda::GpuForward fw(m, gpu_options(d, ctx));
+  // The cache holds what this request can reach (generate() runs prompt + max_tokens - 1 tokens),
+  // not the whole trained context: an 8B model's 128k would take 16 GiB for a short answer.
+  const int64_t need = static_cast<int64_t>(prompt.size()) + std::max(o.max_tokens, 1);
+  cuda::GpuForward fw(m, gpu_options(d, std::min(ctx, need)));
   GpuRunner seq(fw);
   return generate(seq, m, ctx, prompt, o, on_text);
 }
