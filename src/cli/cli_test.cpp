@@ -211,3 +211,15 @@ TEST(Cli, MakeModelInfoAndBench) {
   ASSERT_EQ(bj["results"].size(), 2u);
   EXPECT_GT(bj["results"][1]["decode_tok_s"].get<double>(), 0.0);
 }
+
+// --device cuda where it cannot run (no CUDA in the build, or no GPU: CI): one line, exit 2.
+// On a machine with a GPU the command succeeds instead, and there is nothing to check here.
+TEST(BadInput, DeviceCudaWithoutGpu) {
+  const std::string p = tiny_gguf("device_cuda.gguf");
+  const CliRun r = run_cli("generate -m " + p + " -n 2 --temp 0 --device cuda");
+  if (r.code == 0) GTEST_SKIP() << "a CUDA device is present: --device cuda ran";
+  expect_clean_error(r, "--device cuda", "generate --device cuda");
+  expect_clean_error(run_cli("bench -m " + p + " -p 4 -n 2 -r 1 --device cuda"), "--device cuda", "bench --device cuda");
+  expect_clean_error(run_cli("generate -m " + p + " -n 2 --device tpu"), "--device must be cpu or cuda", "bad device");
+  expect_clean_error(run_cli("generate -m " + p + " -n 2 --gpu-dtype f16"), "--gpu-dtype", "bad gpu dtype");
+}

@@ -13,6 +13,7 @@
 #include "engine/bench.h"
 #include "engine/engine.h"
 #include "engine/generate.h"
+#include "cli/device.h"
 #include "eval/fidelity.h"
 #include "kv/spec.h"
 #include "model/forward.h"
@@ -39,6 +40,19 @@ std::string join(const std::vector<std::string>& v, const char* sep) {
   std::string r;
   for (const auto& s : v) r += (r.empty() ? "" : sep) + s;
   return r;
+}
+
+json bench_row_json(const std::string& kv, const BenchOptions& o, const BenchResult& r) {
+  return {{"kv", kv},
+          {"depth", o.depth},
+          {"n_prompt", o.n_prompt},
+          {"n_gen", o.n_gen},
+          {"prefill_tok_s", r.prefill_tok_s},
+          {"decode_tok_s", r.decode_tok_s},
+          {"prefill_samples", r.prefill_samples},
+          {"decode_samples", r.decode_samples},
+          {"weight_bytes_per_token", r.weight_bytes},
+          {"kv_bytes_per_token", r.kv_bytes_read}};
 }
 
 std::string dump_json(const json& j, int indent) { return j.dump(indent, ' ', false, json::error_handler_t::replace); }
@@ -106,14 +120,19 @@ class GenerateCmd : public Command {
     sub_->add_option("--draft-n", spec_.n, "draft tokens per step")->capture_default_str();
     sub_->add_option("--draft-layers", spec_.layers, "layerskip: draft depth (default: half the layers)");
     sub_->add_flag("--draft-adaptive", spec_.adaptive, "pause drafting while it does not pay");
+    dev_.attach(sub_);
   }
 
   int run() override {
+    dev_.check();
     if (!draft_path_.empty()) {
       if (spec_.drafter != "none") fail(ErrorKind::InvalidInput, "give either --draft MODEL or --spec, not both");
       spec_.drafter = "draft";
     }
     spec_.validate();
+    if (dev_.cuda() && spec_.drafter != "none")
+      fail(ErrorKind::Unsupported, "--device cuda: speculative decoding (--{}) runs on the CPU only",
+           draft_path_.empty() ? "spec" : "draft");
     if (!prompt_.empty() && !file_.empty()) fail(ErrorKind::InvalidInput, "give either -p or -f, not both");
     if (!file_.empty()) prompt_ = read_file(file_);
     {
@@ -144,7 +163,6 @@ class GenerateCmd : public Command {
     } else {
       prompt.push_back(tok && tok->bos_id() >= 0 ? tok->bos_id() : 1);
     }
-    Forward fw(*m);
     const bool stream = !json_;
     // Like llama-cli, echo the prompt (as the model sees it) before the continuation.
     if (stream && tok && !prompt_.empty()) {
@@ -159,7 +177,10 @@ class GenerateCmd : public Command {
     };
     engine::Usage usage;
     GenerateResult res;
-    if (spec_.drafter == "none") {
+    if (dev_.cuda()) {
+      res = generate_cuda(*m, prompt, o_, dev_, on_text);
+    } else if (spec_.drafter == "none") {
+      Forward fw(*m);
       res = generate(fw, prompt, o_, on_text);
     } else {
       std::unique_ptr<Model> draft;
@@ -238,6 +259,7 @@ class GenerateCmd : public Command {
   GenerateOptions o_;
   spec::SpecOptions spec_;
   std::string draft_path_;
+  DeviceFlags dev_;
   std::string prompt_, file_, system_;
   std::vector<std::string> kv_opts_;
   int64_t seed_ = -2;  // -2 = keep the default
@@ -562,15 +584,34 @@ class BenchCmd : public Command {
     sub_->add_option("--fill", o_.fill, "how the depth enters the cache: synthetic (random K/V, no compute) | model (real prefill)")->capture_default_str();
     sub_->add_flag("--no-bandwidth", no_bw_, "skip the memory-bandwidth measurement");
     sub_->add_flag("--json", json_, "print JSON");
+    dev_.attach(sub_,
+                "; with cuda the depth is always synthetic (the KV cache is filled with noise, no prefill runs for it: "
+                "decode time does not depend on the values), and --preset weights are generated on the GPU (none on "
+                "the host, so 8B shapes fit)");
     profile_ = attach_bench_profile(sub_);
   }
   int run() override {
-    if (bench_profile_requested(*profile_)) return run_bench_profile(*profile_, mf_, o_.threads);
+    dev_.check();
+    if (bench_profile_requested(*profile_)) {
+      if (dev_.cuda()) fail(ErrorKind::Unsupported, "--device cuda: bench --profile runs on the CPU only");
+      return run_bench_profile(*profile_, mf_, o_.threads);
+    }
     if (o_.reps < 1) fail(ErrorKind::InvalidInput, "-r/--reps must be >= 1, got {}", o_.reps);
     if (o_.n_prompt < 0) fail(ErrorKind::InvalidInput, "-p/--n-prompt must be >= 0, got {}", o_.n_prompt);
     if (o_.n_gen < 0) fail(ErrorKind::InvalidInput, "-n/--n-gen must be >= 0, got {}", o_.n_gen);
     for (int64_t d : depths_)
       if (d < 0) fail(ErrorKind::InvalidInput, "-d/--depth must be >= 0, got {}", d);
+    if (dev_.cuda()) {
+      if (o_.fill != "synthetic") fail(ErrorKind::Unsupported, "--device cuda: --fill {} (have: synthetic)", o_.fill);
+      if (depths_.empty()) depths_ = {0};
+      const bool random = !mf_.preset.empty();
+      if (random && !mf_.model.empty()) fail(ErrorKind::InvalidInput, "give either -m or --preset, not both");
+      auto m = random ? shape_only(mf_) : mf_.load();
+      if (random) m->path = "preset " + mf_.preset + " (random weights on the GPU)";
+      for (const auto& sp : kv::parse_policy_list(kvs_.empty() ? "full" : kvs_, kv_opts_))
+        bench_cuda(*m, random, o_, depths_, sp, dev_, json_);
+      return 0;
+    }
     auto m = mf_.load();
     set_threads(o_.threads);
     const double bw = no_bw_ ? 0.0 : -1.0;  // measured beside each decode repetition
@@ -588,20 +629,12 @@ class BenchCmd : public Command {
         o.kv_policy = sp.name;
         o.kv_options = sp.options;
         const BenchResult r = run_bench(*m, o, bw);
-        rows.push_back({{"kv", kvp},
-                        {"depth", d},
-                        {"n_prompt", o.n_prompt},
-                        {"n_gen", o.n_gen},
-                        {"prefill_tok_s", r.prefill_tok_s},
-                        {"decode_tok_s", r.decode_tok_s},
-                        {"prefill_samples", r.prefill_samples},
-                        {"decode_samples", r.decode_samples},
-                        {"weight_bytes_per_token", r.weight_bytes},
-                        {"kv_bytes_per_token", r.kv_bytes_read},
-                        {"bandwidth_gb_s", r.bandwidth_gb_s},
+        json row = bench_row_json(kvp, o, r);
+        row.update(json{{"bandwidth_gb_s", r.bandwidth_gb_s},
                         {"bandwidth_samples", r.bandwidth_samples},
                         {"roofline_tok_s", r.roofline_tok_s},
                         {"roofline_fraction", r.roofline_fraction()}});
+        rows.push_back(row);
         if (!json_)
           std::printf("%-28s %8lld %12.1f %12.2f %9.2f %12.2f %8.1f%%\n", kvp.c_str(), static_cast<long long>(d),
                       r.prefill_tok_s, r.decode_tok_s, r.bandwidth_gb_s, r.roofline_tok_s, 100.0 * r.roofline_fraction());
@@ -633,6 +666,7 @@ class BenchCmd : public Command {
   std::vector<int64_t> depths_;
   std::string kvs_;
   std::vector<std::string> kv_opts_;
+  DeviceFlags dev_;
   bool json_ = false, no_bw_ = false;
 };
 

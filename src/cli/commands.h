@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/bench.h"
 #include "model/model.h"
 
 namespace harmonia::cli {
@@ -63,6 +64,8 @@ struct ModelFlags {
 
 // JSON text with invalid UTF-8 replaced by U+FFFD (generated text may hold any bytes).
 std::string dump_json(const nlohmann::json& j, int indent = -1);
+// One `bench --json` result row: the fields the CPU and GPU benches share (o.depth is the row's depth).
+nlohmann::json bench_row_json(const std::string& kv, const BenchOptions& o, const BenchResult& r);
 std::string join(const std::vector<std::string>& v, const char* sep = ", ");
 
 }  // namespace harmonia::cli

@@ -114,11 +114,13 @@ void dispatch_d(const DecodeShape& s, const float* q, const void* k, const void*
                 int64_t max_len, float* out, AttentionWorkspace& ws, int target_blocks) {
   const int G = s.n_heads / s.n_kv_heads;
   switch (s.head_dim) {
+    case 8: return dispatch_g<T, 8>(G, HARMONIA_FULL_ARGS);
+    case 16: return dispatch_g<T, 16>(G, HARMONIA_FULL_ARGS);
     case 32: return dispatch_g<T, 32>(G, HARMONIA_FULL_ARGS);
     case 64: return dispatch_g<T, 64>(G, HARMONIA_FULL_ARGS);
     case 128: return dispatch_g<T, 128>(G, HARMONIA_FULL_ARGS);
   }
-  fail_unsupported("cuda decode attention: head_dim " + std::to_string(s.head_dim) + " (have 32, 64, 128)");
+  fail_unsupported("cuda decode attention: head_dim " + std::to_string(s.head_dim) + " (have 8, 16, 32, 64, 128)");
 }
 
 __device__ __forceinline__ float hash_uniform(uint64_t seed, uint64_t i) {
@@ -161,10 +163,11 @@ void decode_attention_full(const DecodeShape& s, KvType type, const float* q, co
     fail_invalid("cuda decode attention: bad shape (batch " + std::to_string(s.batch) + ", heads " +
                  std::to_string(s.n_heads) + "/" + std::to_string(s.n_kv_heads) + ", max_len " +
                  std::to_string(max_len) + ", cap " + std::to_string(cap) + ")");
-  if (type == KvType::BF16)
-    dispatch_d<__nv_bfloat16>(HARMONIA_FULL_ARGS);
-  else
-    dispatch_d<__half>(HARMONIA_FULL_ARGS);
+  switch (type) {
+    case KvType::BF16: return dispatch_d<__nv_bfloat16>(HARMONIA_FULL_ARGS);
+    case KvType::F16: return dispatch_d<__half>(HARMONIA_FULL_ARGS);
+    case KvType::F32: return dispatch_d<float>(HARMONIA_FULL_ARGS);
+  }
 }
 
 }  // namespace harmonia::cuda

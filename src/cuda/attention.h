@@ -8,13 +8,13 @@
 
 namespace harmonia::cuda {
 
-enum class KvType { BF16, F16 };
+enum class KvType { BF16, F16, F32 };
 
 struct DecodeShape {
   int batch = 1;       // sequences, one query each
   int n_heads = 0;     // query heads
   int n_kv_heads = 0;  // n_heads / n_kv_heads query heads share a K/V head
-  int head_dim = 0;    // 32, 64 or 128
+  int head_dim = 0;    // 8, 16, 32, 64 or 128
 };
 
 // Split partials and merge scratch, grown on demand and reused across calls.
@@ -31,7 +31,7 @@ int choose_splits(int64_t len, int64_t parallel_units, int target_blocks, int64_
 
 // out[b][hq][:] = softmax(q[b][hq] . K[b][hq/G][0..lens[b])^T / sqrt(head_dim)) V.
 //   q:    [batch][n_heads][head_dim] f32 (device)
-//   k, v: [batch][n_kv_heads][cap][head_dim] bf16 or f16 (device), rows >= lens[b] unused
+//   k, v: [batch][n_kv_heads][cap][head_dim] bf16, f16 or f32 (device), rows >= lens[b] unused
 //   lens: [batch] int32 (device), 1 <= lens[b] <= max_len <= cap
 //   out:  [batch][n_heads][head_dim] f32 (device)
 // Throws Error(Unsupported) for a head_dim or group size without a kernel.

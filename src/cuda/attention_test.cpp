@@ -17,6 +17,7 @@
 #include "cuda/attention.h"
 #include "cuda/fourier_gpu.h"
 #include "cuda/runtime.h"
+#include "cuda/testing.h"
 #include "kv/dims.h"
 #include "kv/fourier.h"
 #include "kv/full.h"
@@ -25,23 +26,7 @@ using namespace harmonia;
 
 namespace {
 
-#define REQUIRE_GPU()                                                                          \
-  do {                                                                                         \
-    if (cuda::device_count() == 0)                                                             \
-      GTEST_SKIP() << "no CUDA device (cudaGetDeviceCount found none): GPU test not run here"; \
-  } while (0)
-
-// max |a - b| / max |b|; NaN anywhere gives NaN (fails every <= check).
-double rel_err(const std::vector<float>& a, const std::vector<float>& b) {
-  double d = 0, m = 1e-30;
-  for (size_t i = 0; i < a.size(); ++i) {
-    const double e = std::abs(static_cast<double>(a[i]) - b[i]);
-    if (std::isnan(e)) return NAN;
-    d = std::max(d, e);
-    m = std::max(m, std::abs(static_cast<double>(b[i])));
-  }
-  return d / m;
-}
+using cuda::testing::rel_err;
 
 // Random values rounded to 16 bits: `raw` holds the encoding, the returned floats the exact values.
 std::vector<float> random16(size_t n, std::mt19937& rng, bool bf16, std::vector<uint16_t>& raw, float scale = 1.0f) {
@@ -111,7 +96,8 @@ struct FullCase {
 
 // Readable parameter names in gtest/ctest output (the default prints raw bytes, padding included).
 void PrintTo(const FullCase& c, std::ostream* os) {
-  *os << c.heads << "/" << c.kv_heads << " heads, head_dim " << c.hd << ", " << (c.type == cuda::KvType::BF16 ? "bf16" : "f16")
+  const char* type = c.type == cuda::KvType::BF16 ? "bf16" : c.type == cuda::KvType::F16 ? "f16" : "f32";
+  *os << c.heads << "/" << c.kv_heads << " heads, head_dim " << c.hd << ", " << type
       << ", lens";
   for (int l : c.lens) *os << " " << l;
 }
@@ -127,8 +113,9 @@ TEST_P(CudaFullDecode, MatchesCpuCausalAttention) {
   std::mt19937 rng(1234 + c.hd + B * 7 + c.heads);
   std::vector<uint16_t> kraw, vraw;
   const size_t kv_n = static_cast<size_t>(B) * c.kv_heads * cap * c.hd;
-  const std::vector<float> k = random16(kv_n, rng, bf, kraw);
-  const std::vector<float> v = random16(kv_n, rng, bf, vraw);
+  const bool f32 = c.type == cuda::KvType::F32;
+  const std::vector<float> k = f32 ? random_f32(kv_n, rng) : random16(kv_n, rng, bf, kraw);
+  const std::vector<float> v = f32 ? random_f32(kv_n, rng) : random16(kv_n, rng, bf, vraw);
   const size_t q_n = static_cast<size_t>(B) * c.heads * c.hd;
   const std::vector<float> q = random_f32(q_n, rng, 2.0f);  // peaked softmax, not near-uniform
 
@@ -139,7 +126,7 @@ TEST_P(CudaFullDecode, MatchesCpuCausalAttention) {
     kv::causal_attention(s, 1, q.data() + qo, k.data() + kvo, v.data() + kvo, c.lens[b], cap * c.hd, ref.data() + qo);
   }
 
-  auto dk = upload(kraw), dv = upload(vraw), dq = upload(q), dl = upload(c.lens);
+  auto dk = f32 ? upload(k) : upload(kraw), dv = f32 ? upload(v) : upload(vraw), dq = upload(q), dl = upload(c.lens);
   auto dout = poisoned(q_n);
   cuda::AttentionWorkspace ws;
   const cuda::DecodeShape ds{B, c.heads, c.kv_heads, c.hd};
@@ -160,7 +147,12 @@ INSTANTIATE_TEST_SUITE_P(
                       FullCase{8, 2, 64, {1000, 33}, cuda::KvType::F16},
                       FullCase{4, 4, 32, {300}, cuda::KvType::BF16},               // no GQA
                       FullCase{16, 2, 128, {2500, 129}, cuda::KvType::F16},        // group of 8
-                      FullCase{6, 3, 64, {65, 17, 1}, cuda::KvType::BF16}));       // group of 2, tiny
+                      FullCase{6, 3, 64, {65, 17, 1}, cuda::KvType::BF16},         // group of 2, tiny
+                      FullCase{32, 8, 128, {3000, 2}, cuda::KvType::F32},          // f32 cache (exact-match forward)
+                      FullCase{8, 4, 16, {700, 1, 64}, cuda::KvType::F32},         // TinyStories-656K shape
+                      FullCase{8, 4, 16, {1500}, cuda::KvType::BF16},
+                      FullCase{8, 8, 8, {512, 3}, cuda::KvType::F32},              // stories260K shape
+                      FullCase{8, 1, 8, {900}, cuda::KvType::F16}));               // head_dim 8, group of 8
 
 // ---- FourierAttention ---------------------------------------------------------------------
 

@@ -17,7 +17,7 @@ constexpr int kThreads = 128;  // every attention kernel: 4 warps
 constexpr int kWarps = kThreads / 32;
 constexpr unsigned kFull = 0xffffffffu;
 
-// 8 consecutive elements (16 bytes, 16-byte aligned) as float.
+// 8 consecutive 16-bit elements (16 bytes, 16-byte aligned) as float.
 __device__ __forceinline__ void load8(const __nv_bfloat16* p, float (&f)[8]) {
   const uint4 r = __ldg(reinterpret_cast<const uint4*>(p));
   const uint32_t w[4] = {r.x, r.y, r.z, r.w};
@@ -37,6 +37,14 @@ __device__ __forceinline__ void load8(const __half* p, float (&f)[8]) {
     f[2 * i] = v.x;
     f[2 * i + 1] = v.y;
   }
+}
+
+// 8 consecutive f32 (32 bytes, 16-byte aligned): two 16-byte loads.
+__device__ __forceinline__ void load8(const float* p, float (&f)[8]) {
+  const float4 a = __ldg(reinterpret_cast<const float4*>(p));
+  const float4 b = __ldg(reinterpret_cast<const float4*>(p) + 1);
+  f[0] = a.x, f[1] = a.y, f[2] = a.z, f[3] = a.w;
+  f[4] = b.x, f[5] = b.y, f[6] = b.z, f[7] = b.w;
 }
 
 __device__ __forceinline__ float to_float(__nv_bfloat16 x) { return __bfloat162float(x); }
@@ -64,7 +72,7 @@ struct Online {
 
 // Dense attention of the G query heads over rows [begin, end) of one KV head
 // (row r of K at K + r*D). A warp's lanes form 32/(D/8) row groups of D/8 lanes,
-// each lane 16 bytes of a row; a group takes U consecutive rows per step (2U
+// each lane 8 elements of a row (16 bytes; 32 for f32); a group takes U consecutive rows per step (2U
 // 16-byte loads in flight per lane). Loop trip counts are uniform per warp
 // (shuffles need the whole warp). q: this lane's 8 dims of each query head,
 // already multiplied by the softmax scale.

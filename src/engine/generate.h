@@ -41,6 +41,22 @@ struct GenerateResult {
   }
 };
 
+// One sequence's forward pass and KV cache, as generate() drives it: the CPU's
+// Forward + kv::Policy, or the GPU forward (--device cuda).
+class SequenceRunner {
+ public:
+  virtual ~SequenceRunner() = default;
+  // Runs tokens[n] at the next n positions. logits: host [vocab] of the last
+  // token, or null; argmax: its greedy id, or null (only called when
+  // device_argmax()).
+  virtual void run(const int32_t* tokens, int64_t n, float* logits, int32_t* argmax) = 0;
+  // True when run() can return the greedy id without the logits (computed where
+  // they are, e.g. on the GPU): plain greedy sampling then skips the logits copy.
+  virtual bool device_argmax() const { return false; }
+  virtual int64_t n_tokens() const = 0;
+  virtual size_t kv_bytes() const = 0;
+};
+
 // Context size for a request: opts.ctx or the model's. Throws Error(InvalidInput)
 // "prompt has N tokens but the context is C" when the prompt (plus at least one
 // new token) does not fit.
@@ -51,5 +67,9 @@ int64_t resolve_ctx(const Model& m, int64_t requested, size_t prompt_tokens, int
 // stops with reason MaxTokens.
 GenerateResult generate(Forward& fw, const std::vector<int32_t>& prompt, const GenerateOptions& opts,
                         const std::function<void(const std::string&)>& on_text = nullptr);
+// The same loop over any runner, whose context (KV capacity) is res_ctx tokens
+// (resolve_ctx's value). opts.kv_policy / kv_options / ctx are the runner's business.
+GenerateResult generate(SequenceRunner& seq, const Model& m, int64_t ctx, const std::vector<int32_t>& prompt,
+                        const GenerateOptions& opts, const std::function<void(const std::string&)>& on_text = nullptr);
 
 }  // namespace harmonia

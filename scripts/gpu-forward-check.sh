@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# One GPU round for the forward pass (`--device cuda`, issue #7): the GPU tests
+# of the forward pass and decode attention, greedy generation CPU vs GPU on the
+# shared models (f32 and bf16 weights + KV), and decode/prefill benchmarks
+# (the shared models, and Llama-3.1-8B's shape with random weights made on the GPU).
+#
+#   scripts/gpu-forward-check.sh BIN_DIR SHARED_DIR
+#
+# BIN_DIR holds harmonia and test_cuda built here (nvcc, sm_90a + sm_90) and lib/
+# with the shared libraries the GPU machine lacks (see docs/perf/gpu.md); logs go
+# to $OUT (or ./gpu-forward-out).
+set -uo pipefail
+BIN=$(cd "${1:?BIN_DIR}" && pwd)
+export HARMONIA_SHARED=$(cd "${2:?SHARED_DIR}" && pwd)
+LOG=${OUT:-gpu-forward-out}
+mkdir -p "$LOG"
+say() { echo "== $*"; }
+libs="$BIN/lib"
+for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib; do [[ -d $d ]] && libs="$libs:$d"; done
+py_libs=$(python3 -c 'import glob, nvidia; print(":".join(sorted(glob.glob(nvidia.__path__[0] + "/*/lib"))))' 2>/dev/null)
+[[ -n "$py_libs" ]] && libs="$libs:$py_libs"
+export LD_LIBRARY_PATH="$libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+ldd "$BIN/harmonia" "$BIN/test_cuda" | grep "not found" && { echo "missing libraries"; exit 1; }
+H="$BIN/harmonia"
+S260="$HARMONIA_SHARED/models/stories260K/stories260K.gguf"
+S656="$HARMONIA_SHARED/models/TinyStories-656K"
+
+say "test_cuda (forward + full decode attention)"
+timeout ${GPU_TEST_TIMEOUT:-120} "$BIN/test_cuda" --gtest_color=no \
+  --gtest_filter='CudaDevice.*:CudaForward*:Shapes/CudaForward*:Shapes/CudaFullDecode.*' 2>&1 | tee "$LOG/test_cuda.log" |
+  grep -E '^(\[  FAILED|\[  PASSED|gpu |device)|Failure|Expected|Which is|first differing'
+test_rc=${PIPESTATUS[0]}
+
+say "greedy generation, CPU vs GPU (128 tokens from BOS and from a prompt)"
+gen_rc=0
+for m in "$S260" "$S656"; do
+  for p in "" "-p 'Once upon a time, there was a little dog'"; do
+    cpu=$(eval "$H" generate -m "$m" $p -n 128 --temp 0 --ignore-eos --json 2> "$LOG/err.txt" |
+      python3 -c 'import json,sys; print(json.load(sys.stdin)["tokens"])')
+    for dt in f32 bf16; do
+      gpu=$(eval "$H" generate -m "$m" $p -n 128 --temp 0 --ignore-eos --json --device cuda --gpu-dtype $dt 2>> "$LOG/err.txt" |
+        python3 -c 'import json,sys; j=json.load(sys.stdin); print(j["tokens"]); print(j["timings"]["decode_tok_s"], file=sys.stderr)' 2> "$LOG/rate.txt")
+      same=$(python3 -c "a=$cpu; b=${gpu:-[]}; n=next((i for i,(x,y) in enumerate(zip(a,b)) if x!=y), min(len(a),len(b))); print(f'{n} of {len(a)} equal')")
+      echo "$(basename "$m") ${p:+prompt} $dt: $same (gpu decode $(tail -1 "$LOG/rate.txt") tok/s)"
+      [[ $dt == f32 && "$cpu" != "$gpu" ]] && gen_rc=1
+    done
+  done
+done
+cat "$LOG/err.txt" | grep -i error | head -5
+
+say "bench (decode tokens/s; depth synthetic)"
+"$H" bench -m "$S656" --device cuda -p 128 -n 128 -r 3 -d 0,1024 2>&1 | tee "$LOG/bench_656k.txt"
+"$H" bench --preset llama-8b --device cuda -p 512 -n 32 -r 3 -d 0 2>&1 | tee "$LOG/bench_8b_prefill.txt"
+"$H" bench --preset llama-8b --device cuda -p 0 -n 64 -r 3 -d ${GPU_BENCH_DEPTHS:-4096,32768,131072} \
+  --kv "${GPU_BENCH_KV:-full,fourier,fourier:coeff_dtype=bf16}" 2>&1 | tee "$LOG/bench_8b.txt"
+bench_rc=${PIPESTATUS[0]}
+
+say "summary"
+echo "test_cuda: exit $test_rc, $(grep -c '^\[       OK \]' "$LOG/test_cuda.log") ok, $(grep -c '^\[  FAILED  \]' "$LOG/test_cuda.log") failed lines"
+echo "generate f32 equality: $([[ $gen_rc == 0 ]] && echo all equal || echo DIFFERENT)"
+[[ $test_rc == 0 && $gen_rc == 0 && $bench_rc == 0 ]]
