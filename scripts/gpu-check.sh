@@ -19,6 +19,7 @@ LOG=${OUT:-gpu-check-out}
 mkdir -p "$LOG"
 SANITIZE=${GPU_CHECK_SANITIZE:-1}
 REPS=${GPU_CHECK_REPS:-50}
+# GPU_CHECK_BENCH_ARGS: more bench_cuda flags, e.g. "--contexts 131072,32768"
 
 say() { echo "== $*"; }
 say "gpu-check $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(hostname)"
@@ -57,7 +58,8 @@ if [[ "$SANITIZE" == 1 ]] && command -v compute-sanitizer > /dev/null; then
 fi
 
 say "bench_cuda"
-timeout ${GPU_CHECK_BENCH_TIMEOUT:-240} "$BIN/bench_cuda" --reps "$REPS" --out "$LOG/bench.md" 2>&1 | tee "$LOG/bench.log"
+timeout ${GPU_CHECK_BENCH_TIMEOUT:-240} "$BIN/bench_cuda" --reps "$REPS" ${GPU_CHECK_BENCH_ARGS:-} --out "$LOG/bench.md" 2>&1 |
+  tee "$LOG/bench.log"
 bench_rc=${PIPESTATUS[0]}
 
 say "summary"

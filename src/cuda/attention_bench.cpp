@@ -1,6 +1,6 @@
 // Kernel-level decode-attention benchmark on the GPU (issue #7): time per layer
 // and achieved bandwidth (bytes the step must read / time) of `full` and
-// `fourier` (f32 and bf16 coefficients; direct and FFT paths) at Llama-3.1-8B attention shape
+// `fourier` (f32 and bf16 coefficients; FFT, tiled and tiled-fast paths) at Llama-3.1-8B attention shape
 // (32 query heads, 8 KV heads, head_dim 128), against a device-to-device copy
 // measured in the same run. Median of many reps (CUDA events), after warm-up;
 // several layers' buffers are rotated so repeated calls do not hit in L2.
@@ -167,19 +167,18 @@ int main(int argc, char** argv) {
       // fourier: sinks 4 + window 1024 exact, M = 1024 coefficients, the built-in dims of 4 layers.
       const int64_t mid = ctx - kSink - kWindow;
       if (mid <= kCoeffs) continue;
-      // Periods: the 7-smooth one kv::FourierCache plans by default (smooth_period = true), and for f32 also
-      // the raw planned length (cuFFT's slower Bluestein path where it has a large prime factor).
-      const int64_t T_raw = ctx + kMaxNew - kSink - kWindow, T_smooth = kv::spectral::smooth_period(T_raw);
+      // Period: the 7-smooth one kv::FourierCache plans by default (smooth_period = true). Paths: FFT (the
+      // previous default), tiled (tensor cores, f32-class) and tiled-fast (plain fp16 operands); the direct
+      // path (~25x the goal, docs/perf/gpu.md) is left out to keep one GPU round short.
+      const int64_t T = kv::spectral::smooth_period(ctx + kMaxNew - kSink - kWindow);
       struct Variant {
         bool bf;
         cuda::FourierPath path;
-        int64_t T;
       };
-      const Variant variants[] = {{false, cuda::FourierPath::Direct, T_smooth}, {false, cuda::FourierPath::Fft, T_smooth},
-                                  {false, cuda::FourierPath::Fft, T_raw},       {true, cuda::FourierPath::Direct, T_smooth},
-                                  {true, cuda::FourierPath::Fft, T_smooth}};
+      const Variant variants[] = {{false, cuda::FourierPath::Fft},   {false, cuda::FourierPath::Tiled},
+                                  {false, cuda::FourierPath::TiledFast}, {true, cuda::FourierPath::Tiled},
+                                  {true, cuda::FourierPath::TiledFast}};
       for (const Variant& var : variants) {
-        if (&var == &variants[2] && T_raw == T_smooth) continue;  // the raw period is smooth already
         std::vector<std::unique_ptr<cuda::FourierLayer>> layers;
         cuda::FourierConfig cfg;
         cfg.shape = ds;
@@ -187,7 +186,7 @@ int main(int argc, char** argv) {
         cfg.window = kWindow;
         cfg.coeffs = kCoeffs;
         cfg.coeff_bf16 = var.bf;
-        cfg.period = var.T;
+        cfg.period = T;
         cfg.w0 = 1.0 / cfg.period;
         cfg.w = 2.0 / cfg.period;
         cfg.mid_capacity = mid;
@@ -206,11 +205,12 @@ int main(int argc, char** argv) {
             time_ms(5, reps, [&](int i) { layers[i % nl]->attend(q.as<float>(), out.as<float>(), ws, 0, var.path); });
         const double gbs = fbytes / (ms * 1e-3) / 1e9;
         const double goal_ms = 1.25 * (fbytes / full_bytes) * full_ms;
-        const bool fft = var.path == cuda::FourierPath::Fft;
-        std::snprintf(buf, sizeof buf, "| fourier %s %s%s | %lld | %lld | %.1f | %.1f | %.0f | %.1f | %.2f (goal <= 1) |",
-                      var.bf ? "bf16" : "f32", fft ? "fft" : "direct",
-                      fft ? (var.T == T_smooth ? " (T smooth)" : " (T raw)") : "", static_cast<long long>(ctx),
-                      static_cast<long long>(B), ms * 1e3, fbytes / 1e6, gbs, 100.0 * gbs / copy_gbs, ms / goal_ms);
+        const char* path = var.path == cuda::FourierPath::Fft     ? "fft"
+                           : var.path == cuda::FourierPath::Tiled ? "tiled"
+                                                                  : "tiled-fast";
+        std::snprintf(buf, sizeof buf, "| fourier %s %s | %lld | %lld | %.1f | %.1f | %.0f | %.1f | %.2f (goal <= 1) |",
+                      var.bf ? "bf16" : "f32", path, static_cast<long long>(ctx), static_cast<long long>(B), ms * 1e3,
+                      fbytes / 1e6, gbs, 100.0 * gbs / copy_gbs, ms / goal_ms);
         emit(buf);
       }
     }

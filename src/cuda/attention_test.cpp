@@ -242,7 +242,18 @@ TEST_P(CudaFourier, MatchesCpuFourierCache) {
 
   cuda::AttentionWorkspace ws;
   const size_t qn = static_cast<size_t>(c.batch) * c.heads * D;
-  double worst[3] = {0, 0, 0};  // direct vs CPU, FFT vs CPU, FFT vs direct
+  // Paths: direct, FFT, and where N allows (N % 8 == 0, N <= 512) tiled and tiled-fast.
+  const int N = static_cast<int>(c.coeffs / 2);
+  const bool tiled = N % 8 == 0 && N <= 512;
+  const cuda::FourierPath paths[] = {cuda::FourierPath::Direct, cuda::FourierPath::Fft, cuda::FourierPath::Tiled,
+                                     cuda::FourierPath::TiledFast};
+  const char* names[] = {"direct", "FFT", "tiled", "tiled-fast"};
+  // Against the direct path (same coefficients): f32-class paths 1e-4; tiled-fast has fp16 operands
+  // (2^-12 relative per term), stated tolerance 5e-3.
+  const double vs_direct[] = {0, 1e-4, 1e-4, 5e-3};
+  const int n_paths = tiled ? 4 : 2;
+  double worst[4] = {0, 0, 0, 0}, worst_diff[4] = {0, 0, 0, 0};  // against the CPU, against direct
+  auto keep_max = [](double& w, double e) { w = std::isnan(e) || std::isnan(w) ? NAN : std::max(w, e); };
   for (int step = 0; step < c.steps; ++step) {
     std::vector<uint16_t> nk(static_cast<size_t>(c.batch) * H * D), nv(nk.size());
     const std::vector<float> q = random_f32(qn, rng, 1.5f);
@@ -259,25 +270,30 @@ TEST_P(CudaFourier, MatchesCpuFourierCache) {
     }
     auto dk = upload(nk), dv = upload(nv), dq = upload(q);
     gpu.append(dk.as<uint16_t>(), dv.as<uint16_t>());
-    // Both paths on the same state; alternate the default split count and a single middle split.
-    std::vector<float> got[2];
-    for (int pi = 0; pi < 2; ++pi) {
+    // All paths on the same state; alternate the default split count and a single middle split.
+    std::vector<float> got[4];
+    for (int pi = 0; pi < n_paths; ++pi) {
       auto dout = poisoned(qn);
-      gpu.attend(dq.as<float>(), dout.as<float>(), ws, step % 2 ? 1 : 0,
-                 pi ? cuda::FourierPath::Fft : cuda::FourierPath::Direct);
+      gpu.attend(dq.as<float>(), dout.as<float>(), ws, step % 2 ? 1 : 0, paths[pi]);
       cuda::synchronize();
       got[pi] = download(dout, qn);
       const double err = rel_err(got[pi], ref);
-      worst[pi] = std::isnan(err) || std::isnan(worst[pi]) ? NAN : std::max(worst[pi], err);
-      EXPECT_LE(err, tol) << (pi ? "FFT" : "direct") << " path, decode step " << step;
+      keep_max(worst[pi], err);
+      EXPECT_LE(err, pi == 3 ? std::max(tol, vs_direct[3]) : tol) << names[pi] << " path, decode step " << step;
+      if (pi > 0) {
+        const double diff = rel_err(got[pi], got[0]);
+        keep_max(worst_diff[pi], diff);
+        EXPECT_LE(diff, vs_direct[pi]) << names[pi] << " path against the direct path, decode step " << step;
+      }
     }
-    const double diff = rel_err(got[1], got[0]);
-    worst[2] = std::isnan(diff) || std::isnan(worst[2]) ? NAN : std::max(worst[2], diff);
-    EXPECT_LE(diff, 1e-4) << "FFT path against the direct path, decode step " << step;  // same coefficients
   }
-  std::printf("fourier %s: T %lld, middle %lld -> %lld, worst output error direct %.3g, FFT %.3g, FFT vs direct %.3g\n",
+  std::printf("fourier %s: T %lld, middle %lld -> %lld, worst output error direct %.3g, FFT %.3g",
               kv::dtype_name(c.dtype), static_cast<long long>(seg.period), static_cast<long long>(seg.middle),
-              static_cast<long long>(gpu.mid_len()), worst[0], worst[1], worst[2]);
+              static_cast<long long>(gpu.mid_len()), worst[0], worst[1]);
+  if (tiled) std::printf(", tiled %.3g, tiled-fast %.3g", worst[2], worst[3]);
+  std::printf("; against direct: FFT %.3g", worst_diff[1]);
+  if (tiled) std::printf(", tiled %.3g, tiled-fast %.3g", worst_diff[2], worst_diff[3]);
+  std::printf("\n");
   EXPECT_EQ(gpu.mid_len(), cpu[0]->segments(0).middle);
   check_coefficients("after rank-1 updates");
 }
@@ -293,7 +309,7 @@ INSTANTIATE_TEST_SUITE_P(
         FourierCase{16, 2, 128, 512, 128, 4, 2000, 30, kv::CoeffDtype::F32, 2, 5},   // group 8, N = 256
         FourierCase{4, 2, 128, 2048, 128, 4, 2600, 20, kv::CoeffDtype::F32, 1, 3})); // group 2, N = 1024
 
-// ---- FourierAttention: FFT path against the direct path at larger middles -----------------
+// ---- FourierAttention: FFT and tiled paths against the direct path at larger middles -------
 // Random cache contents (FourierLayer::fill_random) with periods T that are prime (cuFFT's
 // Bluestein path) and 7-smooth; the direct path evaluates the same sums term by term.
 
@@ -311,7 +327,7 @@ void PrintTo(const PathCase& c, std::ostream* os) {
 
 class CudaFourierPaths : public ::testing::TestWithParam<PathCase> {};
 
-TEST_P(CudaFourierPaths, FftEqualsDirect) {
+TEST_P(CudaFourierPaths, PathsMatchDirect) {
   REQUIRE_GPU();
   const PathCase& c = GetParam();
   std::mt19937 rng(7 + c.heads + c.hd + static_cast<int>(c.period));
@@ -347,19 +363,27 @@ TEST_P(CudaFourierPaths, FftEqualsDirect) {
   const size_t qn = static_cast<size_t>(c.batch) * c.heads * c.hd;
   auto dq = upload(random_f32(qn, rng, 1.5f));
   cuda::AttentionWorkspace ws;
+  const cuda::FourierPath paths[] = {cuda::FourierPath::Direct, cuda::FourierPath::Fft, cuda::FourierPath::Tiled,
+                                     cuda::FourierPath::TiledFast};
+  const char* names[] = {"direct", "FFT", "tiled", "tiled-fast"};
+  const double tol[] = {0, 1e-4, 1e-4, 5e-3};  // against direct; tiled-fast: fp16 operands (see CudaFourier)
   for (int target : {0, 1}) {
-    std::vector<float> got[2];
-    for (int pi = 0; pi < 2; ++pi) {
+    std::vector<float> got[4];
+    for (int pi = 0; pi < 4; ++pi) {
       auto dout = poisoned(qn);
-      gpu.attend(dq.as<float>(), dout.as<float>(), ws, target, pi ? cuda::FourierPath::Fft : cuda::FourierPath::Direct);
+      gpu.attend(dq.as<float>(), dout.as<float>(), ws, target, paths[pi]);
       cuda::synchronize();
       got[pi] = download(dout, qn);
     }
-    const double diff = rel_err(got[1], got[0]);
-    std::printf("fourier paths (%s, T %lld, middle %lld, target_blocks %d): FFT vs direct %.3g\n",
-                c.coeff_bf16 ? "bf16" : "f32", static_cast<long long>(c.period), static_cast<long long>(c.mid), target,
-                diff);
-    EXPECT_LE(diff, 1e-4) << "target_blocks " << target;
+    std::printf("fourier paths (%s, G %d, T %lld, middle %lld, target_blocks %d) against direct:",
+                c.coeff_bf16 ? "bf16" : "f32", c.heads / c.kv_heads, static_cast<long long>(c.period),
+                static_cast<long long>(c.mid), target);
+    for (int pi = 1; pi < 4; ++pi) {
+      const double diff = rel_err(got[pi], got[0]);
+      std::printf(" %s %.3g", names[pi], diff);
+      EXPECT_LE(diff, tol[pi]) << names[pi] << ", target_blocks " << target;
+    }
+    std::printf("\n");
   }
 }
 
@@ -367,5 +391,7 @@ INSTANTIATE_TEST_SUITE_P(
     Shapes, CudaFourierPaths,
     ::testing::Values(PathCase{32, 8, 128, 1024, 20011, 19000, 2, false},   // Llama-3.1-8B heads, prime T
                       PathCase{32, 8, 128, 1024, 20160, 20000, 1, true},    // smooth T = 2^6 3^2 5 7, bf16
-                      PathCase{8, 2, 64, 256, 4999, 4000, 3, false},        // group 4, prime T, batch 3
-                      PathCase{16, 2, 128, 512, 12288, 12000, 2, false}));  // group 8
+                      PathCase{8, 2, 64, 256, 4999, 3999, 3, false},        // group 4, prime T, batch 3, odd middle
+                      PathCase{16, 2, 128, 512, 12288, 12001, 2, false},    // group 8, odd middle
+                      PathCase{8, 4, 128, 512, 9973, 9001, 2, true},        // group 2, prime T, bf16
+                      PathCase{4, 4, 64, 1024, 8192, 7777, 1, false}));     // no GQA, N = 512

@@ -142,6 +142,7 @@ struct SplitParams {
   float *pm, *pl, *po;  // [B][Hq][S_ex + S_mid] (po: x D)
   float2* pA;           // [B][Hq][S_mid][N] (direct path)
   float* xs;            // [B][Hq][T] (FFT path): compressed-dims scores f(l) in, scaled full scores out
+  const __half* etab;   // tiled path: basis table [hi, lo][kTileP][2N + 8] (see basis_table_kernel)
 };
 
 template <int D, int G>
@@ -502,6 +503,460 @@ __global__ void spectral_weights_kernel(const float2* __restrict__ Z, int64_t ha
   abr[N + n] = n == 0 ? 0.0f : -w * z.y;
 }
 
+// ---- 2c. Tiled path: the spectral sums as small matrix products on tensor cores ---------------
+// Middle position l = t0 + l2 with t0 a tile start (a multiple of kTileP from the split's start) and
+// 0 <= l2 < kTileP. With c_n = a_n - i b_n (a_n = alpha_n, b_n = alpha_{N+n}) and d_n = c_n e^{i w_n t0}:
+//   f(t0 + l2) = sum_n a_n cos(w_n l) + b_n sin(w_n l) = sum_n Re(d_n) cos(w_n l2) - Im(d_n) sin(w_n l2),
+// one product [rows x 2N] . [2N x kTileP] with the fixed basis E[l2][2n] = cos(w_n l2), E[l2][2n+1] =
+// sin(w_n l2), and rows = (tile, query head) pairs (16 per mma.m16n8k16 row block: 16/G tiles x G heads).
+// The V side is the transpose: sum_{l2} p_l e^{i w_n l2} = [rows x kTileP] . [kTileP x 2N] with the same
+// E, then times e^{i w_n t0} (Horner over a thread's tiles) into a G x N accumulator per block.
+// Operands are fp16 (E in [-1, 1]; d scaled per query head by a power of two to |d| < 2^12; p in
+// [0, 1]), f32 accumulation. SPLIT: each operand x = hi + lo (both fp16) and the product is
+// hi.hi + lo.hi + hi.lo (three MMAs): ~2^-21 relative per term, f32-class (test tolerance 1e-4).
+// Without SPLIT one MMA: fp16 operand rounding (2^-12 relative per term), the TF32 class of the
+// authors' Triton kernel (spec §4.2).
+constexpr int kTileP = 32;            // middle positions per tile (the basis table's rows)
+constexpr int kTiledThreads = 256;    // 8 warps; one block per multiprocessor (the basis fills shared memory)
+constexpr int kTiledWarps = kTiledThreads / 32;
+constexpr int kTiledRB = 4;           // row blocks of 16 (tile, head) rows per pass
+constexpr int kTiledMaxN = 512;       // frequencies: the fp16 hi + lo basis [32][2N + 8] is 132 KB at N = 512
+constexpr int kPStride = kTileP + 8;  // fp16 probability rows, padded against ldmatrix bank conflicts
+constexpr int kScStride = kTileP + 8; // f32 score rows, padded: a warp's float2 partial-sum stores take 2 wavefronts
+
+// Shared memory of fourier_tiled_kernel (bytes); the carve-up is in the kernel, in this order.
+inline size_t tiled_smem_bytes(int N, int D, int G, bool split) {
+  const size_t es = 2 * static_cast<size_t>(N) + 8, rows = kTiledRB * 16;
+  size_t b = (split ? 2 : 1) * kTileP * es * 2;  // basis hi (lo): [kTileP][es] fp16
+  b += 2 * rows * kPStride * 2;                  // probabilities hi, lo: [rows][kPStride] fp16
+  b += rows * kScStride * 4;                     // scores, then probabilities: [rows][kScStride] f32
+  b += static_cast<size_t>(G) * N * 8;           // scaled projected coefficients c: [G][N] complex
+  b += static_cast<size_t>(N) * 8;               // tile-step rotations: [N] complex
+  b += static_cast<size_t>(8 / G) * N * 8;       // this pass's tile twiddles: [8/G][N] complex
+  b += static_cast<size_t>(D) * G * 4 * 2;       // q at the exact K dims [D][G]; output row [G][D]
+  b += (2 * kTiledWarps + 5 * G) * 4;            // per-warp max / sum; m, l, corr, scale, 1/scale per head
+  return b;
+}
+
+// grid (kTileP, 2): table[s][l2][k] for s = 0 (hi) and 1 (lo = fp16(x - hi)), k < 2N:
+// x = cos(w_n l2) for k = 2n, sin(w_n l2) for k = 2n + 1 (double, angle reduced on integers); zero padding.
+__global__ void basis_table_kernel(__half* table, int N, int64_t T) {
+  const int l2 = blockIdx.x, s = blockIdx.y, es = 2 * N + 8;
+  __half* row = table + (static_cast<int64_t>(s) * kTileP + l2) * es;
+  for (int k = threadIdx.x; k < es; k += blockDim.x) {
+    float v = 0.0f;
+    if (k < 2 * N) {
+      const int64_t r = (static_cast<int64_t>(k / 2) * l2) % T;
+      const double a = kTwoPi * static_cast<double>(r) / static_cast<double>(T);
+      const double x = (k & 1) ? sin(a) : cos(a);
+      const float hi = __half2float(__float2half_rn(static_cast<float>(x)));
+      v = s == 0 ? hi : static_cast<float>(x - static_cast<double>(hi));
+    }
+    row[k] = __float2half_rn(v);
+  }
+}
+
+__device__ __forceinline__ void ldsm_x4(uint32_t (&r)[4], const __half* p) {
+  const uint32_t a = static_cast<uint32_t>(__cvta_generic_to_shared(p));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(a));
+}
+__device__ __forceinline__ void ldsm_x4_trans(uint32_t (&r)[4], const __half* p) {
+  const uint32_t a = static_cast<uint32_t>(__cvta_generic_to_shared(p));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(a));
+}
+// c[16x8] += a[16x16] . b[16x8], fp16 operands, f32 accumulators (PTX fragment layouts).
+__device__ __forceinline__ void mma16816(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+  asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+template <bool SPLIT>
+__device__ __forceinline__ void mma_split(float (&c)[4], const uint32_t (&ah)[4], const uint32_t (&al)[4],
+                                          uint32_t bh0, uint32_t bh1, uint32_t bl0, uint32_t bl1) {
+  mma16816(c, ah, bh0, bh1);
+  if constexpr (SPLIT) {
+    mma16816(c, al, bh0, bh1);
+    mma16816(c, ah, bl0, bl1);
+  }
+}
+// Bulk prefetch of [p, p + bytes) into L2 (sm_90), widened to 16-byte bounds.
+__device__ __forceinline__ void prefetch_l2(const void* p, int64_t bytes) {
+  const uint64_t a = reinterpret_cast<uint64_t>(p), lo = a & ~uint64_t{15};
+  const uint64_t hi = (a + static_cast<uint64_t>(bytes) + 15) & ~uint64_t{15};
+  for (uint64_t at = lo; at < hi; at += uint64_t{1} << 20) {  // at most 1 MiB per instruction
+    const uint32_t n = static_cast<uint32_t>(min(hi - at, uint64_t{1} << 20));
+    asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;\n" ::"l"(at), "r"(n) : "memory");
+  }
+}
+// (x, y) as fp16 pairs: hi = fp16(x, y), lo = fp16 of the remainders.
+__device__ __forceinline__ void split_half2(float x, float y, uint32_t& hi, uint32_t& lo) {
+  const __half2 h = __floats2half2_rn(x, y);
+  const float2 f = __half22float2(h);
+  const __half2 l = __floats2half2_rn(x - f.x, y - f.y);
+  hi = *reinterpret_cast<const uint32_t*>(&h);
+  lo = *reinterpret_cast<const uint32_t*>(&l);
+}
+
+// grid (S_mid, H, B), kTiledThreads: middle split ms of (sequence b, KV head h), partials at split
+// S_ex + ms (exact blocks: exact_split_kernel). Passes of kTiledRB * 16 / G tiles; per pass:
+//  (a) exact K dims + gamma into the score rows, the pass's tile twiddles;
+//  (b) compressed-dims scores: warp w takes k-steps (8 frequencies) = w mod 4 and positions 16 (w / 4) ..,
+//      all row blocks, and adds its partial sums into the scores (the four k-step warps in turn);
+//  (c) online softmax over the pass (a warp's score rows all belong to query head w mod G);
+//  (d) spectral sums: warp w takes n-blocks (4 frequencies) w, w + 8, ...; exact V dims: warp w takes
+//      positions w, w + 8, ... of the pass, lanes the columns.
+// N % 8 == 0, N <= kTiledMaxN; G in {1, 2, 4, 8}.
+template <int D, int G, bool SPLIT>
+__global__ void __launch_bounds__(kTiledThreads, 1) fourier_tiled_kernel(SplitParams p) {
+  extern __shared__ __align__(16) unsigned char tsm[];
+  constexpr int DT = 8 / G;                            // tile spacing of a thread's two rows in a row block
+  constexpr int RB = kTiledRB, ROWS = RB * 16;         // (tile, head) rows per pass
+  constexpr int PT = ROWS / G * kTileP;                // middle positions per pass
+  constexpr int NBW = kTiledMaxN / 4 / kTiledWarps;    // n-blocks per warp, at most
+  constexpr int DC = D / 32;                           // exact V columns per lane, at most
+  const int N = p.N, es = 2 * N + 8, tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int gq = lane >> 2, t4 = lane & 3, hd = gq % G, ta = gq / G;
+  const int ms = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
+  const int S_tot = p.S_ex + p.S_mid;
+  const int64_t bhq = static_cast<int64_t>(b) * p.Hq + h * G;
+  const int64_t p0 = bhq * S_tot + p.S_ex + ms;
+  __half* Ehi = reinterpret_cast<__half*>(tsm);               // [kTileP][es]
+  __half* Elo = Ehi + kTileP * es;                            // [kTileP][es] (SPLIT)
+  __half* Phi = Ehi + (SPLIT ? 2 : 1) * kTileP * es;          // [ROWS][kPStride]
+  __half* Plo = Phi + ROWS * kPStride;                        // [ROWS][kPStride]
+  float* sc = reinterpret_cast<float*>(Plo + ROWS * kPStride);  // [ROWS][kScStride], row = tile * G + head
+  float2* ctab = reinterpret_cast<float2*>(sc + ROWS * kScStride);  // [G][N]
+  float2* stab = ctab + G * N;                                   // [N]: e^{i w_n DT kTileP}
+  float2* twp = stab + N;                                        // [DT][N]: e^{i w_n (pass start + t kTileP)}
+  float* qkn = reinterpret_cast<float*>(twp + DT * N);           // [D][G]
+  float* orow = qkn + D * G;                                     // [G][D]
+  float* red_m = orow + G * D;                                   // [kTiledWarps]
+  float* red_s = red_m + kTiledWarps;                            // [kTiledWarps]
+  float* mrun = red_s + kTiledWarps;                             // [G] each
+  float* lrun = mrun + G;
+  float* corr = lrun + G;
+  float* cscale = corr + G;
+  float* cinv = cscale + G;
+
+  {  // the basis table: 16-byte asynchronous copies, all in flight at once (waited for below)
+    const int n16 = (SPLIT ? 2 : 1) * kTileP * es / 8;
+    const uint4* src = reinterpret_cast<const uint4*>(p.etab);
+    const uint32_t dst = static_cast<uint32_t>(__cvta_generic_to_shared(Ehi));
+    for (int i = tid; i < n16; i += kTiledThreads)
+      asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(dst + 16 * i), "l"(src + i) : "memory");
+    asm volatile("cp.async.commit_group;\n" ::: "memory");
+  }
+  const int kn0 = p.kn_off[h], nkn = p.kn_off[h + 1] - kn0;
+  const int vn0 = p.vn_off[h], nvn = p.vn_off[h + 1] - vn0;
+  const int* kn = p.kn_idx + kn0;
+  const int* vn = p.vn_idx + vn0;
+  const float* qb = p.q + bhq * D;
+  const int M = 2 * N;
+  for (int i = tid; i < nkn * G; i += kTiledThreads) qkn[i] = qb[(i % G) * D + kn[i / G]];
+  for (int i = tid; i < G * D; i += kTiledThreads) orow[i] = 0.0f;
+  if (warp < G) {  // per query head: a power of two that brings max |alpha| below 2^12
+    const float* al = p.alpha + (bhq + warp) * M;
+    float mx = 0.0f;
+    for (int r = lane; r < M; r += 32) mx = fmaxf(mx, fabsf(al[r]));
+    for (int o = 16; o > 0; o /= 2) mx = fmaxf(mx, __shfl_xor_sync(kFull, mx, o));
+    if (lane == 0) {
+      int e = 0;
+      frexpf(mx, &e);
+      const float s = mx > 0.0f && isfinite(mx) ? ldexpf(1.0f, 12 - e) : 1.0f;
+      cscale[warp] = s;
+      cinv[warp] = 1.0f / s;
+      mrun[warp] = -INFINITY;
+      lrun[warp] = 0.0f;
+    }
+  }
+  for (int n = tid; n < N; n += kTiledThreads) stab[n] = phase(n, DT * kTileP, p.T);
+  asm volatile("cp.async.wait_all;\n" ::: "memory");
+  __syncthreads();
+  for (int i = tid; i < G * N; i += kTiledThreads) {
+    const int g = i / N, n = i % N;
+    const float* al = p.alpha + (bhq + g) * M;
+    ctab[i] = make_float2(al[n] * cscale[g], -al[N + n] * cscale[g]);
+  }
+  float gam[G];
+#pragma unroll
+  for (int g = 0; g < G; ++g) gam[g] = p.gamma[bhq + g];
+
+  float2 Aacc[NBW];  // spectral sums of (head hd, frequency (warp + 8 i) * 4 + t4) over this thread's tiles
+#pragma unroll
+  for (int i = 0; i < NBW; ++i) Aacc[i] = make_float2(0.0f, 0.0f);
+  float accx[DC][G];  // exact V dims: column lane + 32 c, all heads, over this warp's positions
+#pragma unroll
+  for (int c = 0; c < DC; ++c)
+#pragma unroll
+    for (int g = 0; g < G; ++g) accx[c][g] = 0.0f;
+
+  const int64_t lb = ms * p.chunk_mid, le = min(p.mid_len, lb + p.chunk_mid);
+  const bf16* mk = p.midk + static_cast<int64_t>(b) * p.mid_cap * p.nkn_tot + p.mid_cap * kn0;
+  const bf16* mv = p.midv + static_cast<int64_t>(b) * p.mid_cap * p.nvn_tot + p.mid_cap * vn0;
+  const int KS = N / 8, NB = N / 4;
+  for (int64_t ps = lb; ps < le; ps += PT) {
+    const int nval = static_cast<int>(min(static_cast<int64_t>(PT), le - ps));
+    // Next pass's exact rows towards L2 while this one computes (one bulk prefetch per side).
+    if (tid == 0 && ps + PT < le) {
+      const int64_t n1 = min(static_cast<int64_t>(PT), le - ps - PT);
+      prefetch_l2(mk + (ps + PT) * nkn, n1 * nkn * 2);
+      prefetch_l2(mv + (ps + PT) * nvn, n1 * nvn * 2);
+    }
+    // (a) exact K dims + gamma; positions past the split are -inf (probability 0). Warp w takes
+    // positions [w PT/8, (w + 1) PT/8) in batches of 32, lanes the columns (coalesced, 32 loads in
+    // flight per lane); a transposed warp reduction leaves position i's dot products in lane i.
+    for (int t0 = warp * (PT / kTiledWarps); t0 < (warp + 1) * (PT / kTiledWarps); t0 += 32) {
+      float dot[G];
+#pragma unroll
+      for (int g = 0; g < G; ++g) dot[g] = gam[g];
+#pragma unroll
+      for (int c = 0; c < DC; ++c) {
+        const int j = lane + 32 * c;
+        if (32 * c < nkn) {  // uniform
+          float kv[32];
+#pragma unroll
+          for (int i = 0; i < 32; ++i)
+            kv[i] = j < nkn && t0 + i < nval ? __bfloat162float(mk[(ps + t0 + i) * nkn + j]) : 0.0f;
+#pragma unroll
+          for (int g = 0; g < G; ++g) {
+            const float qj = j < nkn ? qkn[j * G + g] : 0.0f;
+            float pr[32];
+#pragma unroll
+            for (int i = 0; i < 32; ++i) pr[i] = kv[i] * qj;
+            dot[g] += transpose_reduce32(pr);
+          }
+        }
+      }
+      const int t = t0 + lane, tile = t / kTileP, pos = t % kTileP;
+#pragma unroll
+      for (int g = 0; g < G; ++g) sc[(tile * G + g) * kScStride + pos] = t < nval ? dot[g] : -INFINITY;
+    }
+    for (int i = tid; i < DT * N; i += kTiledThreads)
+      twp[i] = phase(i % N, ps + static_cast<int64_t>(i / N) * kTileP, p.T);
+    __syncthreads();
+    // (b) compressed-dims scores.
+    {
+      const int kq = warp & 3, ph = warp >> 2;
+      float acc[RB][2][4];
+#pragma unroll
+      for (int rb = 0; rb < RB; ++rb)
+#pragma unroll
+        for (int j = 0; j < 2; ++j)
+#pragma unroll
+          for (int e = 0; e < 4; ++e) acc[rb][j][e] = 0.0f;
+      const int erow = ph * 16 + (lane & 7) + ((lane >> 4) << 3), ecol = ((lane >> 3) & 1) * 8;
+      for (int ks = kq; ks < KS; ks += 4) {
+        uint32_t bh[4], bl[4] = {0, 0, 0, 0};
+        ldsm_x4(bh, Ehi + erow * es + ks * 16 + ecol);
+        if constexpr (SPLIT) ldsm_x4(bl, Elo + erow * es + ks * 16 + ecol);
+        const int nA = ks * 8 + t4, nB = nA + 4;
+        const float2 cA = ctab[hd * N + nA], cB = ctab[hd * N + nB];
+        const float2 sA = stab[nA], sB = stab[nB];
+        float2 tA = twp[ta * N + nA], tB = twp[ta * N + nB];
+#pragma unroll
+        for (int rb = 0; rb < RB; ++rb) {
+          uint32_t ah[4], al[4];
+#pragma unroll
+          for (int r8 = 0; r8 < 2; ++r8) {  // row gq (tile ta + 2 rb DT), then row gq + 8 (one DT further)
+            const float2 dA = cmul(cA, tA), dB = cmul(cB, tB);
+            split_half2(dA.x, -dA.y, ah[r8], al[r8]);
+            split_half2(dB.x, -dB.y, ah[2 + r8], al[2 + r8]);
+            tA = cmul(tA, sA);
+            tB = cmul(tB, sB);
+          }
+#pragma unroll
+          for (int j = 0; j < 2; ++j)
+            mma_split<SPLIT>(acc[rb][j], ah, al, bh[2 * j], bh[2 * j + 1], bl[2 * j], bl[2 * j + 1]);
+        }
+      }
+      // The four k-step warps of a position half add their partials in turn (plain read-modify-write:
+      // float atomics on shared memory are compare-and-swap loops).
+      const float ci = cinv[hd];
+      for (int turn = 0; turn < 4; ++turn) {
+        if (kq == turn) {
+#pragma unroll
+          for (int rb = 0; rb < RB; ++rb)
+#pragma unroll
+            for (int j = 0; j < 2; ++j) {
+              const int pos = ph * 16 + j * 8 + 2 * t4;
+              float2* r0 = reinterpret_cast<float2*>(sc + (rb * 16 + gq) * kScStride + pos);
+              float2* r1 = reinterpret_cast<float2*>(sc + (rb * 16 + gq + 8) * kScStride + pos);
+              float2 a = *r0, c = *r1;
+              a.x = fmaf(acc[rb][j][0], ci, a.x);
+              a.y = fmaf(acc[rb][j][1], ci, a.y);
+              c.x = fmaf(acc[rb][j][2], ci, c.x);
+              c.y = fmaf(acc[rb][j][3], ci, c.y);
+              *r0 = a;
+              *r1 = c;
+            }
+        }
+        __syncthreads();
+      }
+    }
+    // (c) online softmax: rows r with r % G = warp % G are this warp's (its indices step by 8 rows).
+    const int gw = warp % G;
+    {
+      float mx = -INFINITY;
+      for (int i = tid; i < ROWS * kTileP; i += kTiledThreads) {
+        float* e = sc + (i / kTileP) * kScStride + i % kTileP;
+        const float s = *e * p.scale;
+        *e = s;
+        mx = fmaxf(mx, s);
+      }
+      for (int o = 16; o > 0; o /= 2) mx = fmaxf(mx, __shfl_xor_sync(kFull, mx, o));
+      if (lane == 0) red_m[warp] = mx;
+    }
+    __syncthreads();
+    {
+      float mn = mrun[gw];
+      for (int w = gw; w < kTiledWarps; w += G) mn = fmaxf(mn, red_m[w]);
+      float sum = 0.0f;
+      for (int i = tid; i < ROWS * kTileP; i += kTiledThreads) {
+        const int r = i / kTileP, pos = i % kTileP;
+        float* e = sc + r * kScStride + pos;
+        const float s = *e;
+        const float pv = s == -INFINITY ? 0.0f : __expf(s - mn);
+        *e = pv;
+        sum += pv;
+        const __half hi = __float2half_rn(pv);
+        Phi[r * kPStride + pos] = hi;
+        Plo[r * kPStride + pos] = __float2half_rn(pv - __half2float(hi));
+      }
+      for (int o = 16; o > 0; o /= 2) sum += __shfl_xor_sync(kFull, sum, o);
+      if (lane == 0) red_s[warp] = sum;
+    }
+    __syncthreads();
+    if (tid < G) {
+      float mn = mrun[tid], sum = 0.0f;
+      for (int w = tid; w < kTiledWarps; w += G) {
+        mn = fmaxf(mn, red_m[w]);
+        sum += red_s[w];
+      }
+      const float c = rescale(mrun[tid], mn);
+      lrun[tid] = fmaf(lrun[tid], c, sum);
+      corr[tid] = c;
+      mrun[tid] = mn;
+    }
+    __syncthreads();
+    // (d) spectral sums of the probabilities, and the exact V dims.
+    {
+      uint32_t pah[RB][2][4], pal[RB][2][4];
+#pragma unroll
+      for (int rb = 0; rb < RB; ++rb)
+#pragma unroll
+        for (int k = 0; k < 2; ++k) {
+          const int off = (rb * 16 + (lane & 15)) * kPStride + k * 16 + (lane >> 4) * 8;
+          ldsm_x4(pah[rb][k], Phi + off);
+          if constexpr (SPLIT)
+            ldsm_x4(pal[rb][k], Plo + off);
+          else
+            pal[rb][k][0] = pal[rb][k][1] = pal[rb][k][2] = pal[rb][k][3] = 0;
+        }
+      const float cg = corr[hd];
+#pragma unroll
+      for (int i = 0; i < NBW; ++i) {
+        const int nb = warp + kTiledWarps * i;
+        if (nb < NB) {
+          uint32_t bh[4], bl[4] = {0, 0, 0, 0};
+          ldsm_x4_trans(bh, Ehi + lane * es + nb * 8);
+          if constexpr (SPLIT) ldsm_x4_trans(bl, Elo + lane * es + nb * 8);
+          float c[RB][4];
+#pragma unroll
+          for (int rb = 0; rb < RB; ++rb) {
+#pragma unroll
+            for (int e = 0; e < 4; ++e) c[rb][e] = 0.0f;
+#pragma unroll
+            for (int k = 0; k < 2; ++k)
+              mma_split<SPLIT>(c[rb], pah[rb][k], pal[rb][k], bh[2 * k], bh[2 * k + 1], bl[2 * k], bl[2 * k + 1]);
+          }
+          // Horner over this thread's tiles ta + m DT (m = 2 rb: row gq, m = 2 rb + 1: row gq + 8).
+          const int n = nb * 4 + t4;
+          const float2 s = stab[n];
+          float2 a = make_float2(c[RB - 1][2], c[RB - 1][3]);
+#pragma unroll
+          for (int m = 2 * RB - 2; m >= 0; --m) {
+            a = cmul(a, s);
+            a.x += c[m / 2][(m % 2) * 2];
+            a.y += c[m / 2][(m % 2) * 2 + 1];
+          }
+          a = cmul(a, twp[ta * N + n]);
+          Aacc[i] = make_float2(fmaf(Aacc[i].x, cg, a.x), fmaf(Aacc[i].y, cg, a.y));
+        }
+      }
+      float cr[G];
+#pragma unroll
+      for (int g = 0; g < G; ++g) cr[g] = corr[g];
+#pragma unroll
+      for (int c = 0; c < DC; ++c)
+#pragma unroll
+        for (int g = 0; g < G; ++g) accx[c][g] *= cr[g];
+      // Warp w: positions [w PT/8, (w + 1) PT/8), 32 rows' loads in flight per lane and column chunk.
+      for (int t0 = warp * (PT / kTiledWarps); t0 < min(nval, (warp + 1) * (PT / kTiledWarps)); t0 += 32) {
+#pragma unroll
+        for (int c = 0; c < DC; ++c) {
+          const int j = lane + 32 * c;
+          if (32 * c < nvn) {  // uniform
+            float vv[32];
+#pragma unroll
+            for (int i = 0; i < 32; ++i)
+              vv[i] = j < nvn && t0 + i < nval ? __bfloat162float(mv[(ps + t0 + i) * nvn + j]) : 0.0f;
+#pragma unroll
+            for (int i = 0; i < 32; ++i) {
+              const int t = t0 + i, tile = t / kTileP, pos = t % kTileP;
+#pragma unroll
+              for (int g = 0; g < G; ++g) accx[c][g] = fmaf(sc[(tile * G + g) * kScStride + pos], vv[i], accx[c][g]);
+            }
+          }
+        }
+      }
+    }
+    __syncthreads();  // sc, P, twp are rewritten by the next pass
+  }
+
+  // Partials: exact V dims in place (summed over warps), softmax state, spectral sums.
+#pragma unroll
+  for (int c = 0; c < DC; ++c) {
+    const int j = lane + 32 * c;
+    if (j < nvn)
+#pragma unroll
+      for (int g = 0; g < G; ++g) atomicAdd(&orow[g * D + vn[j]], accx[c][g]);
+  }
+#pragma unroll
+  for (int i = 0; i < NBW; ++i) {
+    const int nb = warp + kTiledWarps * i;
+    if (nb < NB) {  // uniform per warp
+      float2 a = Aacc[i];
+#pragma unroll
+      for (int o = 4 * G; o < 32; o *= 2) {  // lanes whose rows hold the same query head
+        a.x += __shfl_xor_sync(kFull, a.x, o);
+        a.y += __shfl_xor_sync(kFull, a.y, o);
+      }
+      if (gq < G) p.pA[((bhq + gq) * p.S_mid + ms) * N + nb * 4 + t4] = a;
+    }
+  }
+  __syncthreads();
+  for (int i = tid; i < G * D; i += kTiledThreads)
+    p.po[(p0 + static_cast<int64_t>(i / D) * S_tot) * D + i % D] = orow[i];
+  if (tid < G) {
+    p.pm[p0 + static_cast<int64_t>(tid) * S_tot] = mrun[tid];
+    p.pl[p0 + static_cast<int64_t>(tid) * S_tot] = lrun[tid];
+  }
+}
+
+// grid (S_ex, H, B): the exact blocks (sinks + local window) of the tiled path, partials at split < S_ex.
+template <int D, int G>
+__global__ void __launch_bounds__(kThreads) exact_split_kernel(SplitParams p) {
+  __shared__ float smem[combine_smem_floats<D, G>()];
+  const int split = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
+  const int S_tot = p.S_ex + p.S_mid;
+  const int64_t bhq = static_cast<int64_t>(b) * p.Hq + h * G;
+  exact_split<D, G>(p, smem, split, h, b, p.q + bhq * D, bhq * S_tot + split, S_tot);
+}
+
 // ---- 3. Merge -------------------------------------------------------------------------
 // One block per (b, hq): out = exact part (all splits), psum = middle probability mass,
 // ab[r] = w_r * merged spectral sums (row N zero), ab[M] = psum.
@@ -812,6 +1267,7 @@ struct FourierLayer::Impl {
   DeviceBuffer cols;  // column table: head, side, j
   int n_cols = 0;
   DeviceBuffer kex, vex, midk, midv, ck, cv, dck, dcv, ks, ko, vs, vo, alpha, gamma;
+  DeviceBuffer etab;  // tiled path: fp16 basis table [hi, lo][kTileP][2N + 8] (empty if unsupported)
   bool compressed = false;
   int64_t mid_len = 0, lstart = 0;
 
@@ -847,6 +1303,22 @@ struct FourierLayer::Impl {
   // NOTE: estimated from the direct kernel's measured rate (~0.7 ns per middle token x frequency x query
   // head, compute-bound) and the FFT path's traffic (~a dozen f32 passes over T per query head, ~10
   // launches): FFT once the trigonometric work is large against T and the launches are amortised.
+  // The tiled path's limits: the basis table in shared memory (N <= kTiledMaxN), k-steps of 8 frequencies.
+  bool tiled_supported() const {
+    return N % 8 == 0 && N <= kTiledMaxN && (D == 64 || D == 128) && (G == 1 || G == 2 || G == 4 || G == 8) &&
+           tiled_smem_bytes(N, D, G, true) <= static_cast<size_t>(smem_optin());
+  }
+  static int smem_optin() {
+    static const int bytes = [] {
+      int dev = 0, v = 0;
+      check(cudaGetDevice(&dev), "cudaGetDevice");
+      check(cudaDeviceGetAttribute(&v, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev), "cudaDeviceGetAttribute");
+      return v;
+    }();
+    return bytes;
+  }
+  // NOTE: the tiled path is not an Auto choice: on the H200 it measured 1.03-1.2x the FFT path's time at
+  // 4k-128k (tiled-fast 0.94-1.07x), issue-bound at 8 warps per multiprocessor (docs/perf/gpu.md).
   FourierPath auto_path() const {
     const double work = static_cast<double>(mid_len) * N;
     return work >= 64.0 * static_cast<double>(cfg.period) && work * B * Hq >= 4.0e6 ? FourierPath::Fft
@@ -929,6 +1401,11 @@ FourierLayer::FourierLayer(const FourierConfig& cfg, const std::vector<FourierHe
   for (DeviceBuffer* d : {&I.dcv, &I.vs, &I.vo}) d->reserve(std::max<size_t>(1, B * I.nvc_tot) * 4);
   I.alpha.reserve(B * I.Hq * I.M * 4);
   I.gamma.reserve(B * I.Hq * 4);
+  if (I.N % 8 == 0 && I.N <= kTiledMaxN) {
+    I.etab.reserve(2 * static_cast<size_t>(kTileP) * (2 * I.N + 8) * 2);
+    basis_table_kernel<<<dim3(kTileP, 2), 128>>>(I.etab.as<__half>(), I.N, cfg.period);
+    check_launch("fourier: tiled basis table");
+  }
 }
 
 FourierLayer::~FourierLayer() = default;
@@ -1135,6 +1612,32 @@ const FftPlans& fft_plans(int64_t T, int batch) {
 // Blocks of 256 threads for an elementwise pass over n elements per row, ~4 elements per thread.
 unsigned row_blocks(int64_t n) { return static_cast<unsigned>(std::clamp<int64_t>((n + 1023) / 1024, 1, 4096)); }
 
+// Tiled path: the exact blocks, then the middle blocks (one per multiprocessor: the basis fills shared memory).
+template <int D, int G, bool SPLIT>
+void launch_tiled(const SplitParams& p, int B, int H, int N, int smem_optin) {
+  static const bool configured = [&] {
+    check(cudaFuncSetAttribute(fourier_tiled_kernel<D, G, SPLIT>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                               smem_optin),
+          "cudaFuncSetAttribute");
+    return true;
+  }();
+  (void)configured;
+  exact_split_kernel<D, G><<<dim3(p.S_ex, H, B), kThreads>>>(p);
+  check_launch("fourier attention: exact blocks (tiled path)");
+  fourier_tiled_kernel<D, G, SPLIT><<<dim3(p.S_mid, H, B), kTiledThreads, tiled_smem_bytes(N, D, G, SPLIT)>>>(p);
+}
+
+template <int D, bool SPLIT>
+void dispatch_tiled_g(int G, const SplitParams& p, int B, int H, int N, int smem_optin) {
+  switch (G) {
+    case 1: return launch_tiled<D, 1, SPLIT>(p, B, H, N, smem_optin);
+    case 2: return launch_tiled<D, 2, SPLIT>(p, B, H, N, smem_optin);
+    case 4: return launch_tiled<D, 4, SPLIT>(p, B, H, N, smem_optin);
+    case 8: return launch_tiled<D, 8, SPLIT>(p, B, H, N, smem_optin);
+  }
+  fail_unsupported("cuda fourier attention (tiled): GQA group of " + std::to_string(G) + " (have 1, 2, 4, 8)");
+}
+
 template <typename CT>
 void launch_project(int G, const LayerView<CT>& L, const float* q, float* alpha, float* gamma) {
   const dim3 grid((L.M + 31) / 32, L.H, L.B);
@@ -1166,7 +1669,14 @@ void FourierLayer::Impl::attend_t(const float* q, float* out, AttentionWorkspace
   if (D != 64 && D != 128) fail_unsupported("cuda fourier attention: head_dim " + std::to_string(D) + " (have 64, 128)");
   if (G != 1 && G != 2 && G != 4 && G != 8)
     fail_unsupported("cuda fourier attention: GQA group of " + std::to_string(G) + " (have 1, 2, 4, 8)");
-  const bool fft = (path == FourierPath::Auto ? auto_path() : path) == FourierPath::Fft;
+  const FourierPath chosen = path == FourierPath::Auto ? auto_path() : path;
+  const bool fft = chosen == FourierPath::Fft;
+  const bool tiled = chosen == FourierPath::Tiled || chosen == FourierPath::TiledFast;
+  const bool split = chosen == FourierPath::Tiled;
+  if (tiled && !tiled_supported())
+    fail_unsupported("cuda fourier attention: the tiled path needs N % 8 == 0 and N <= " + std::to_string(kTiledMaxN) +
+                     " (have N = " + std::to_string(N) + ", head_dim " + std::to_string(D) + ", group " +
+                     std::to_string(G) + ")");
   const LayerView<CT> L = view<CT>();
   launch_project<CT>(G, L, q, alpha.as<float>(), gamma.as<float>());
   check_launch("fourier attention: projection");
@@ -1175,6 +1685,16 @@ void FourierLayer::Impl::attend_t(const float* q, float* out, AttentionWorkspace
   const int64_t units = static_cast<int64_t>(B) * H;
   const int BH = B * Hq;
   auto launch_split_kernel = [&](const SplitParams& sp) {
+    if (tiled) {
+      if (sp.S_mid == 0) return 1;  // one middle block per multiprocessor
+      if (D == 64)
+        split ? dispatch_tiled_g<64, true>(G, sp, B, H, N, smem_optin())
+              : dispatch_tiled_g<64, false>(G, sp, B, H, N, smem_optin());
+      else
+        split ? dispatch_tiled_g<128, true>(G, sp, B, H, N, smem_optin())
+              : dispatch_tiled_g<128, false>(G, sp, B, H, N, smem_optin());
+      return 1;
+    }
     if (fft) return D == 64 ? dispatch_fft_g<64>(G, sp, B, H) : dispatch_fft_g<128>(G, sp, B, H);
     return D == 64 ? dispatch_g<64>(G, N, sp, B, H) : dispatch_g<128>(G, N, sp, B, H);
   };
@@ -1205,6 +1725,7 @@ void FourierLayer::Impl::attend_t(const float* q, float* out, AttentionWorkspace
   if (!fft) {
     ws.a.reserve(static_cast<size_t>(BH) * p.S_mid * N * 8);
     p.pA = ws.a.as<float2>();
+    p.etab = etab.as<__half>();
     launch_split_kernel(p);
     check_launch("fourier attention: split kernel");
     fourier_merge_kernel<<<BH, kThreads>>>(p.pm, p.pl, p.po, p.pA, p.S_ex, p.S_mid, D, N, L.w0, L.w, out,

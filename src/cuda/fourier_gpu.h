@@ -38,7 +38,20 @@
 //     and their spectral sums A_n = conj(R2C(p)_n) by one R2C FFT per query head;
 //  5. the V-coefficient map as above.
 // Plans are cached per (T, batch * n_heads) for the process, one work area shared by
-// a pair. FourierPath::Auto picks the FFT path where its estimated cost is lower.
+// a pair. The *tiled* path (FourierPath::Tiled; N % 8 == 0, N <= 512) evaluates the
+// direct path's two sums as small matrix products on tensor cores: middle position
+// l = t0 + l2 (tiles of 32), f(l) = Re sum_n (c_n e^{i w_n t0}) e^{i w_n l2}, so one fixed
+// fp16 basis E[l2][n] = e^{i w_n l2} (in shared memory) serves every tile, head and
+// sequence; per tile only the G x N twiddled coefficients change:
+//  1. projection as above;
+//  2. exact blocks (plain flash decoding), then middle blocks that per pass of 64 / G
+//     tiles (64 (tile, head) rows) compute the scores [64 x 2N] . [2N x 32]
+//     (mma.m16n8k16) plus the exact dims, the online softmax, and the spectral sums
+//     [64 x 32] . [32 x 2N], twiddled back into a G x N accumulator (fp16 hi/lo operands:
+//     f32-class results; TiledFast: plain fp16);
+//  3. merge and V-coefficient map as in the direct path.
+// FourierPath::Auto picks direct or FFT (the FFT path where its estimated cost is lower); the
+// tiled path is correct but measured slower than FFT so far (docs/perf/gpu.md).
 // NOTE: the spec's "one fused kernel" is step 2; the projection (1) and the
 // V-coefficient map (3) run once per KV head rather than once per split block,
 // which is what keeps the coefficient bytes at one read per step.
@@ -69,8 +82,11 @@ struct FourierConfig {
   int64_t mid_capacity = 0;                        // most middle tokens held (<= period)
 };
 
-// How attend() evaluates the compressed dims of the middle (see above).
-enum class FourierPath { Auto, Direct, Fft };
+// How attend() evaluates the compressed dims of the middle (see above). Tiled: the spectral sums
+// as small matrix products on tensor cores (fourier.cu, section 2c), fp16 hi/lo-split operands
+// (f32-class results); TiledFast: the same with plain fp16 operands (one third of the tensor work,
+// ~1e-3 relative, the TF32 class of the authors' kernel). Both need N % 8 == 0 and N <= 512.
+enum class FourierPath { Auto, Direct, Fft, Tiled, TiledFast };
 
 class FourierLayer {
  public:
@@ -90,7 +106,8 @@ class FourierLayer {
   // Decode attention for one query per sequence over [sinks | middle | local].
   // q: device f32 [batch][n_heads][head_dim]; out: device f32, same shape.
   // target_blocks: blocks of the split kernel resident at once (0: one wave from occupancy).
-  // Throws Error(Internal) if cuFFT fails (FFT path).
+  // Throws Error(Internal) if cuFFT fails (FFT path), Error(Unsupported) for Tiled / TiledFast
+  // outside their limits (N % 8 == 0, N <= 512).
   void attend(const float* q, float* out, AttentionWorkspace& ws, int target_blocks = 0,
               FourierPath path = FourierPath::Auto);
   // The path FourierPath::Auto takes at the current middle length (Direct or Fft).

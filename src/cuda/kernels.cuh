@@ -219,21 +219,30 @@ __device__ __forceinline__ float lse_weights(const float* __restrict__ pm, const
   return L;
 }
 
-// Sum over the warp of 32 values per lane, transposed: afterwards lane i's v[0]
-// holds the warp total of index i. 31 shuffles instead of 32 * 5.
-__device__ __forceinline__ float transpose_reduce32(float (&v)[32]) {
-  const int lane = threadIdx.x & 31;
+// One level of transpose_reduce32: lanes with bit S set keep the upper half of v, the others
+// the lower half, and each adds its partner's (lane ^ S) other half. A fresh array per level:
+// updating v in place made nvcc 13.0 put it in local memory (128-byte stack frame).
+template <int S>
+__device__ __forceinline__ void transpose_level(const float (&v)[2 * S], float (&w)[S]) {
+  const bool upper = threadIdx.x & S;
 #pragma unroll
-  for (int s = 16; s >= 1; s /= 2) {
-    const bool upper = lane & s;
-#pragma unroll
-    for (int i = 0; i < s; ++i) {
-      const float send = upper ? v[i] : v[i + s];
-      const float keep = upper ? v[i + s] : v[i];
-      v[i] = keep + __shfl_xor_sync(kFull, send, s);
-    }
+  for (int i = 0; i < S; ++i) {
+    const float send = upper ? v[i] : v[i + S];
+    const float keep = upper ? v[i + S] : v[i];
+    w[i] = keep + __shfl_xor_sync(kFull, send, S);
   }
-  return v[0];
+}
+
+// Sum over the warp of 32 values per lane, transposed: lane i gets the warp total of index i.
+// 31 shuffles instead of 32 * 5.
+__device__ __forceinline__ float transpose_reduce32(const float (&v)[32]) {
+  float a[16], b[8], c[4], d[2], e[1];
+  transpose_level<16>(v, a);
+  transpose_level<8>(a, b);
+  transpose_level<4>(b, c);
+  transpose_level<2>(c, d);
+  transpose_level<1>(d, e);
+  return e[0];
 }
 
 }  // namespace harmonia::cuda::detail
