@@ -97,10 +97,15 @@ def run_hf(args):
                       num_attention_heads=s["n_heads"], num_key_value_heads=s["n_kv_heads"],
                       head_dim=s["head_dim"], vocab_size=s["vocab"], max_position_embeddings=131072 + 4096,
                       rope_theta=500000.0, tie_word_embeddings=False, torch_dtype=torch.bfloat16)
-    cfg._attn_implementation = "sdpa"
+    try:
+        cfg._attn_implementation = "sdpa"
+    except Exception:  # read-only in some transformers versions; sdpa is their default anyway
+        pass
     torch.manual_seed(0)
+    torch.set_default_dtype(torch.bfloat16)  # build the 8B parameters in bf16 directly
     with torch.device("cuda"):
-        model = LlamaForCausalLM(cfg).to(torch.bfloat16).eval()
+        model = LlamaForCausalLM(cfg).eval()
+    torch.set_default_dtype(torch.float32)
     for p in model.parameters():  # small random weights (default init may give inf in bf16 logits)
         p.data.uniform_(-0.02, 0.02)
     for B in ints(args.batch):

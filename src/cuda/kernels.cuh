@@ -47,6 +47,42 @@ __device__ __forceinline__ void load8(const float* p, float (&f)[8]) {
   f[4] = b.x, f[5] = b.y, f[6] = b.z, f[7] = b.w;
 }
 
+// 8 consecutive elements as loaded, not yet converted: 16 bytes (bf16/f16) or
+// 32 bytes (f32). Lets a loop keep the next rows' loads in flight in 4 (8)
+// registers per row while it computes on the current ones.
+template <typename T>
+struct Raw8 {
+  uint4 w[sizeof(T) / 2];
+};
+template <typename T>
+__device__ __forceinline__ void load_raw8(const T* p, Raw8<T>& r) {
+#pragma unroll
+  for (int i = 0; i < static_cast<int>(sizeof(T) / 2); ++i) r.w[i] = __ldg(reinterpret_cast<const uint4*>(p) + i);
+}
+__device__ __forceinline__ void to_float8(const Raw8<__nv_bfloat16>& r, float (&f)[8]) {
+  const uint32_t w[4] = {r.w[0].x, r.w[0].y, r.w[0].z, r.w[0].w};
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    f[2 * i] = __uint_as_float(w[i] << 16);
+    f[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u);
+  }
+}
+__device__ __forceinline__ void to_float8(const Raw8<__half>& r, float (&f)[8]) {
+  const uint32_t w[4] = {r.w[0].x, r.w[0].y, r.w[0].z, r.w[0].w};
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const float2 v = __half22float2(*reinterpret_cast<const __half2*>(&w[i]));
+    f[2 * i] = v.x;
+    f[2 * i + 1] = v.y;
+  }
+}
+__device__ __forceinline__ void to_float8(const Raw8<float>& r, float (&f)[8]) {
+  f[0] = __uint_as_float(r.w[0].x), f[1] = __uint_as_float(r.w[0].y);
+  f[2] = __uint_as_float(r.w[0].z), f[3] = __uint_as_float(r.w[0].w);
+  f[4] = __uint_as_float(r.w[1].x), f[5] = __uint_as_float(r.w[1].y);
+  f[6] = __uint_as_float(r.w[1].z), f[7] = __uint_as_float(r.w[1].w);
+}
+
 __device__ __forceinline__ float to_float(__nv_bfloat16 x) { return __bfloat162float(x); }
 __device__ __forceinline__ float to_float(__half x) { return __half2float(x); }
 __device__ __forceinline__ float to_float(float x) { return x; }
@@ -72,8 +108,8 @@ struct Online {
 
 // Dense attention of the G query heads over rows [begin, end) of one KV head
 // (row r of K at K + r*D). A warp's lanes form 32/(D/8) row groups of D/8 lanes,
-// each lane 8 elements of a row (16 bytes; 32 for f32); a group takes U consecutive rows per step (2U
-// 16-byte loads in flight per lane). Loop trip counts are uniform per warp
+// each lane 8 elements of a row (16 bytes; 32 for f32); a group takes U consecutive rows per step (up
+// to 4U 16-byte loads in flight per lane, see below). Loop trip counts are uniform per warp
 // (shuffles need the whole warp). q: this lane's 8 dims of each query head,
 // already multiplied by the softmax scale.
 template <typename T, int D, int G>
@@ -82,18 +118,34 @@ __device__ __forceinline__ void dense_range(const T* __restrict__ K, const T* __
   constexpr int LPR = D / 8, RPW = 32 / LPR, U = 4;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int grp = lane / LPR, sub = lane % LPR;
-  for (int64_t wbase = begin + static_cast<int64_t>(warp) * RPW * U; wbase < end;
-       wbase += static_cast<int64_t>(kWarps) * RPW * U) {
+  constexpr int64_t kStep = static_cast<int64_t>(kWarps) * RPW * U;  // rows per block iteration
+  // Software pipelining: the next iteration's 2U rows are loaded (raw) before
+  // this iteration's arithmetic, so each lane keeps up to 4U 16-byte loads in
+  // flight instead of 2U (decode attention is bound by memory latency x
+  // parallelism at batch 1).
+  Raw8<T> kr[U], vr[U];
+  auto fetch = [&](int64_t wb) {
+    const int64_t base = wb + grp * U;
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      const int64_t r = base + u < end ? base + u : begin;  // a valid address; masked below
+      load_raw8(K + r * D + sub * 8, kr[u]);
+      load_raw8(V + r * D + sub * 8, vr[u]);
+    }
+  };
+  int64_t wbase = begin + static_cast<int64_t>(warp) * RPW * U;
+  if (wbase < end) fetch(wbase);
+  for (; wbase < end; wbase += kStep) {
     const int64_t base = wbase + grp * U;
     float kf[U][8], vf[U][8];
     bool ok[U];
 #pragma unroll
     for (int u = 0; u < U; ++u) {
       ok[u] = base + u < end;
-      const int64_t r = ok[u] ? base + u : begin;  // a valid address; masked below
-      load8(K + r * D + sub * 8, kf[u]);
-      load8(V + r * D + sub * 8, vf[u]);
+      to_float8(kr[u], kf[u]);
+      to_float8(vr[u], vf[u]);
     }
+    if (wbase + kStep < end) fetch(wbase + kStep);  // uniform per warp
     float s[U][G];
 #pragma unroll
     for (int u = 0; u < U; ++u)
