@@ -23,6 +23,7 @@ struct Engine::Seq {
   std::unique_ptr<spec::Drafter> drafter;
   int draft_cooldown = 0;          // adaptive drafting: steps left without drafting
   bool ran = false;                // has run in some step (StepRecord::Member::first / resumed)
+  bool decoded = false;            // has had a decode step (StepRecord::Member::catchup_tokens)
   Usage usage;
   double submit_ms = 0, first_token_ms = -1;
   bool done = false;
@@ -362,9 +363,11 @@ bool Engine::step() {
       m.prefill_tokens = s.computed < S - 1 ? n : 0;
       m.first = !s.ran;
       m.resumed = s.ran && std::find(prev_run_.begin(), prev_run_.end(), s.id) == prev_run_.end();
+      if (m.prefill_tokens == 0 && !s.decoded && s.drafter) m.catchup_tokens = static_cast<int64_t>(s.prompt_len);
       rec.members.push_back(m);
     }
     s.ran = true;
+    if (s.computed >= S - 1) s.decoded = true;
     const bool want_all = !s.drafts.empty();
     s.logits.resize(static_cast<size_t>((want_all ? n : 1) * V));
     run.push_back(&s);

@@ -53,6 +53,7 @@ struct StepRecord {
     int32_t drafted = 0;         // draft tokens proposed (fed = 1 + drafted for a decode step)
     bool first = false;          // the request's first step (its KV cache was created in it)
     bool resumed = false;        // ran before, but not in the previous step (a switch back to it)
+    int64_t catchup_tokens = 0;  // its first decode step: the prompt tokens its drafter catches up over
   };
   int64_t step = 0;              // engine step index (Metrics::steps after it)
   double begin_ms = 0, select_ms = 0, plan_ms = 0, forward_ms = 0, end_ms = 0;  // phase ends

@@ -259,10 +259,10 @@ sched::CostProfile measure_profile(const Model& target, const Model* draft, cons
   //    kSwitchRequests steps ago) against the same requests served one after the
   //    other (fcfs), the difference of the mean residuals;
   //  - prefill.ms[P]: what starting a request costs the engine, measured on it:
-  //    Engine::submit (validation, KV reservation, drafter and sampler set-up),
-  //    the prefill step, and the excess of its first decode step over a decode
-  //    step's price (the drafter catches up over the prompt there), minus the
-  //    step overhead that step_cost_ms adds to the prefill step.
+  //    Engine::submit (validation, KV reservation, drafter and sampler set-up)
+  //    and the prefill step, minus the step overhead that step_cost_ms adds;
+  //  - draft_prefill_ms[P]: the excess of the request's first decode step over
+  //    a decode step's price: the drafter catches up over the prompt there.
   // NOTE: submit runs between steps when the request arrives; the profile books
   // it in prefill (at the request's first step) so that the cost profile keeps
   // one per-request term. With B = 1 and FCFS the two are the same total work.
@@ -345,14 +345,14 @@ sched::CostProfile measure_profile(const Model& target, const Model* draft, cons
   const double switch_ms = alone.empty() || switching.empty() ? 0.0 : std::max(0.0, mean(switching) - mean(alone));
   j["preempt_ms"] = switch_ms;
   // Request start, per prompt length, on one engine (idle between repetitions).
-  std::vector<double> start_ms;
+  std::vector<double> start_ms, catchup_ms;
   {
     EngineOptions eo = engine_options(1, "fcfs", 1);
     std::vector<StepRecord> log;
     eo.on_step = [&](const StepRecord& r) { log.push_back(r); };
     Engine eng(target, draft, eo);
     for (int64_t p : prompts) {
-      std::vector<double> t;
+      std::vector<double> t, c;
       for (int r = 0; r <= o.reps; ++r) {
         log.clear();
         // The first decode step drafts draft_ref tokens: room for 1 + draft_ref + 1 more.
@@ -377,18 +377,23 @@ sched::CostProfile measure_profile(const Model& target, const Model* draft, cons
           if (st.members[0].prefill_tokens == 0) break;
           prefill_steps += st.end_ms - st.begin_ms;
         }
-        if (r > 0) t.push_back(std::max(1e-6, submit + prefill_steps + first_decode_excess));
+        if (r > 0) {
+          t.push_back(std::max(1e-6, submit + prefill_steps));
+          c.push_back(std::max(0.0, first_decode_excess));
+        }
       }
       start_ms.push_back(mean(t));
+      catchup_ms.push_back(mean(c));
     }
   }
   j["prefill"]["ms"] = start_ms;
+  j["draft_prefill_ms"] = catchup_ms;
   std::string ov;
   for (double x : overhead) ov += fmt::format("{}{:.4f}", ov.empty() ? "" : ", ", x);
   j["note"] = j["note"].get<std::string>() +
               fmt::format("; from real Engine steps (means): step_overhead_ms by batch [{}], preempt_ms {:.4f} (switch "
-                          "cost, {} requests round-robin), prefill = submit + prefill step(s) + the first decode step's "
-                          "excess (drafter catch-up)",
+                          "cost, {} requests round-robin), prefill = submit + prefill step(s), draft_prefill_ms = the first "
+                          "decode step's excess (drafter catch-up)",
                           ov, switch_ms, kSwitchRequests);
   return sched::CostProfile::from_json(j, "measured profile");
 }

@@ -40,6 +40,7 @@ std::vector<sched::StepMember> step_members(const StepRecord& r) {
     x.ctx_tokens = static_cast<double>(m.ctx_tokens);
     x.drafted = m.drafted;
     x.resumed = m.resumed;
+    x.catchup_tokens = m.catchup_tokens;
     out.push_back(x);
   }
   return out;

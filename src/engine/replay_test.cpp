@@ -204,6 +204,7 @@ TEST(EngineReplay, SimulatorReproducesTheRecordedStepSequence) {
   pj["draft_ms_per_token"] = {{0.01}, {0.01}};
   pj["verify_ms"] = {{{0.3}}, {{0.3}}};
   pj["step_overhead_ms"] = {0.03, 0.04};
+  pj["draft_prefill_ms"] = {0.0, 0.004};  // drafter catch-up: 0.004 ms per prompt token
   const sched::CostProfile prof = sched::CostProfile::from_json(pj, "test profile");
   for (const int B : {1, 2})
     for (const std::string pol : {"fcfs", "las:service_unit=iterations", "laps-sd:service_unit=iterations"}) {
@@ -225,18 +226,21 @@ TEST(EngineReplay, SimulatorReproducesTheRecordedStepSequence) {
       const sched::SimResult sim = sched::simulate(r.recorded, *policy, prof, so);
       ASSERT_EQ(sim.events.size(), r.step_log.size());
       ASSERT_EQ(static_cast<int64_t>(r.step_log.size()), r.steps);
-      int64_t resumed = 0;
+      int64_t resumed = 0, catchups = 0;
       for (size_t k = 0; k < sim.events.size(); ++k) {
         std::vector<int64_t> ran;
         for (const auto& mb : r.step_log[k].members) {
           ran.push_back(mb.id);
           resumed += mb.resumed;
+          catchups += mb.catchup_tokens > 0;
         }
         ASSERT_EQ(sim.events[k].ran, ran) << "step " << k;
         const double model_ms = sched::step_cost_ms(prof, step_members(r.step_log[k]), prof.preempt_ms());
         EXPECT_NEAR(1000 * (sim.events[k].end_s - sim.events[k].start_s), model_ms, 1e-9) << "step " << k;
         EXPECT_GT(model_ms, 0.03);
       }
+      // Every request with more than one output token has one first decode step (request 3 has one token).
+      EXPECT_EQ(catchups, 4);
       // las alternates the requests at B = 1: the switch cost is actually exercised.
       if (B == 1 && pol.rfind("las", 0) == 0) EXPECT_GT(resumed, 0);
       if (pol == "fcfs") EXPECT_EQ(resumed, 0);

@@ -111,6 +111,8 @@ CostProfile CostProfile::from_json(const json& j, const std::string& src) {
   if (j.contains("preempt_ms")) p.preempt_ms_ = number(j["preempt_ms"], "preempt_ms", src);
   if (j.contains("step_overhead_ms"))
     p.step_overhead_ms_ = vec(j["step_overhead_ms"], "step_overhead_ms", src, p.batch_.size());
+  if (j.contains("draft_prefill_ms"))
+    p.draft_prefill_ms_ = vec(j["draft_prefill_ms"], "draft_prefill_ms", src, p.prefill_tokens_.size());
   p.validate(src);
   return p;
 }
@@ -140,6 +142,7 @@ json CostProfile::to_json() const {
   j["prefill"] = {{"tokens", prefill_tokens_}, {"ms", prefill_ms_}};
   j["preempt_ms"] = preempt_ms_;
   if (!step_overhead_ms_.empty()) j["step_overhead_ms"] = step_overhead_ms_;
+  if (!draft_prefill_ms_.empty()) j["draft_prefill_ms"] = draft_prefill_ms_;
   return j;
 }
 
@@ -204,6 +207,7 @@ CostProfile CostProfile::scaled(double k) const {
   for (double& x : p.prefill_ms_) x *= k;
   p.preempt_ms_ *= k;
   for (double& x : p.step_overhead_ms_) x *= k;
+  for (double& x : p.draft_prefill_ms_) x *= k;
   p.note += fmt::format(" (times x{:.4f})", k);
   return p;
 }
@@ -226,6 +230,10 @@ double CostProfile::verify_ms(int batch, double n, double ctx) const {
 
 double CostProfile::step_overhead_ms(int batch) const {
   return step_overhead_ms_.empty() ? 0.0 : interp1(batch_, step_overhead_ms_, batch);
+}
+
+double CostProfile::draft_prefill_ms(int64_t tokens) const {
+  return draft_prefill_ms_.empty() ? 0.0 : interp1(prefill_tokens_, draft_prefill_ms_, static_cast<double>(tokens));
 }
 
 double CostProfile::step_ms(int batch, double n, double ctx) const {

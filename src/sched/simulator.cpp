@@ -52,6 +52,7 @@ double step_cost_ms(const CostProfile& prof, std::span<const StepMember> m, doub
   int d = 0;
   for (const StepMember& x : m) {
     if (x.prefill_tokens > 0) ms += prof.prefill_ms(x.prefill_tokens);
+    if (x.catchup_tokens > 0) ms += prof.draft_prefill_ms(x.catchup_tokens);
     if (x.resumed) ms += preempt_ms;
     if (!x.decodes) continue;
     ++d;
@@ -124,6 +125,9 @@ SimResult simulate(const Workload& w, Policy& policy, const CostProfile& prof, c
       m.ctx_tokens = static_cast<double>(s.w->prompt_tokens + s.g);
       m.drafted = m.decodes ? drafted_at(s, w, n) : 0;
       m.resumed = s.started && s.preempted;
+      // The drafter catches up over the prompt in the request's first decode
+      // step: step 1 after a prefill-only first step, else step 0.
+      if (o.charge_prefill && m.decodes && s.step == (w.first_step_prefill ? 1 : 0)) m.catchup_tokens = s.w->prompt_tokens;
       members.push_back(m);
       s.preempted = false;
       // Estimation error: from the switch to perceptible (before this step) to completion.
@@ -141,6 +145,7 @@ SimResult simulate(const Workload& w, Policy& policy, const CostProfile& prof, c
     double decode_ms = ms;
     for (const StepMember& m : members) {
       if (m.prefill_tokens > 0) decode_ms -= prof.prefill_ms(m.prefill_tokens);
+      if (m.catchup_tokens > 0) decode_ms -= prof.draft_prefill_ms(m.catchup_tokens);
       if (m.resumed) decode_ms -= cp_ms;
     }
     const double dt = ms / 1000.0, start = now;
@@ -276,7 +281,8 @@ double mean_service_s(const Workload& w, const CostProfile& prof, int n, bool ch
       else sum_ms += prof.step_ms(1, r.drafted[i], ctx);
     }
     if (left > 0) steps += left;  // no trace: one token per step
-    sum_ms += static_cast<double>(steps) * prof.step_ms(1, n, ctx) + (charge_prefill ? prof.prefill_ms(r.prompt_tokens) : 0);
+    sum_ms += static_cast<double>(steps) * prof.step_ms(1, n, ctx) +
+              (charge_prefill ? prof.prefill_ms(r.prompt_tokens) + prof.draft_prefill_ms(r.prompt_tokens) : 0);
     if (w.first_step_prefill) sum_ms += prof.step_overhead_ms(1);  // the prefill step is a step of its own
   }
   return sum_ms / 1000.0 / static_cast<double>(w.requests.size());

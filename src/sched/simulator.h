@@ -26,10 +26,12 @@ struct StepMember {
   double ctx_tokens = 0;       // tokens in its KV cache before the step
   double drafted = 0;          // draft tokens proposed (the verify pass feeds 1 + drafted)
   bool resumed = false;        // switched back to after a pause: charged c_p
+  int64_t catchup_tokens = 0;  // prompt tokens its drafter catches up over this step (its first decode step)
 };
 
 // ms of one step of members m (b = |m|, d of the decoding members):
-//   Σ prefill_ms(P_i) + d̄·draft_ms(d, c̄) + verify_ms(d, d̄, c̄) + step_overhead_ms(b) + c_p·(resumed members)
+//   Σ prefill_ms(P_i) + Σ draft_prefill_ms(catch-up_i) + d̄·draft_ms(d, c̄) + verify_ms(d, d̄, c̄)
+//   + step_overhead_ms(b) + c_p·(resumed members)
 // with d̄ and c̄ the decoding members' mean drafted count and context. c_p = preempt_ms.
 double step_cost_ms(const CostProfile& profile, std::span<const StepMember> m, double preempt_ms);
 
