@@ -344,7 +344,10 @@ sched::CostProfile measure_profile(const Model& target, const Model* draft, cons
   }
   const double switch_ms = alone.empty() || switching.empty() ? 0.0 : std::max(0.0, mean(switching) - mean(alone));
   j["preempt_ms"] = switch_ms;
-  // Request start, per prompt length, on one engine (idle between repetitions).
+  // Request start, per prompt length: kStartRequests requests submitted
+  // together and served FCFS at B = 1 (so a request starts while others hold
+  // their KV caches and drafters, as in serving), on one engine.
+  constexpr int kStartRequests = 4;
   std::vector<double> start_ms, catchup_ms;
   {
     EngineOptions eo = engine_options(1, "fcfs", 1);
@@ -355,29 +358,31 @@ sched::CostProfile measure_profile(const Model& target, const Model* draft, cons
       std::vector<double> t, c;
       for (int r = 0; r <= o.reps; ++r) {
         log.clear();
-        // The first decode step drafts draft_ref tokens: room for 1 + draft_ref + 1 more.
-        RequestOptions req = request(text.get(p, 13 + r), std::min<int64_t>(o.draft_ref + 3, ctx - p));
-        const double t0 = now_ms();
-        eng.submit(std::move(req), nullptr);
-        const double submit = now_ms() - t0;
+        std::vector<std::pair<int64_t, double>> submitted;  // request id, submit ms
+        for (int i = 0; i < kStartRequests; ++i) {
+          // The first decode step drafts draft_ref tokens: room for 1 + draft_ref + 1 more.
+          RequestOptions req = request(text.get(p, 13 + 29 * i + r), std::min<int64_t>(o.draft_ref + 3, ctx - p));
+          const double t0 = now_ms();
+          const int64_t id = eng.submit(std::move(req), nullptr);
+          submitted.emplace_back(id, now_ms() - t0);
+        }
         eng.run_until_idle();
-        // (A one-token prompt has no prefill step: the engine feeds it in the first decode step.)
-        if (log.empty()) fail(ErrorKind::Internal, "profile: a request of {} prompt tokens ran no step", p);
-        double first_decode_excess = 0;
-        for (size_t k = 1; k < log.size(); ++k)
-          if (log[k].members[0].prefill_tokens == 0) {  // the first decode step
-            first_decode_excess = (log[k].end_ms - log[k].begin_ms) -
-                                  sched::step_cost_ms(with_overhead, step_members(log[k]), 0.0);
+        if (r == 0) continue;  // warm-up
+        for (const auto& [id, submit] : submitted) {
+          // Chunked prefill: every step of the request before its first decode step (a
+          // one-token prompt has none); the simulator adds one step overhead to the
+          // step that charges the prefill.
+          double prefill_steps = -with_overhead.step_overhead_ms(1), first_decode_excess = 0;
+          for (const StepRecord& st : log) {
+            if (st.members.size() != 1 || st.members[0].id != id) continue;
+            if (st.members[0].prefill_tokens > 0) {
+              prefill_steps += st.end_ms - st.begin_ms;
+              continue;
+            }
+            first_decode_excess =
+                (st.end_ms - st.begin_ms) - sched::step_cost_ms(with_overhead, step_members(st), 0.0);
             break;
           }
-        // Chunked prefill: every step before the first decode; the simulator adds
-        // one step overhead to the step that charges the prefill.
-        double prefill_steps = -with_overhead.step_overhead_ms(1);
-        for (const auto& st : log) {
-          if (st.members[0].prefill_tokens == 0) break;
-          prefill_steps += st.end_ms - st.begin_ms;
-        }
-        if (r > 0) {
           t.push_back(std::max(1e-6, submit + prefill_steps));
           c.push_back(std::max(0.0, first_decode_excess));
         }
