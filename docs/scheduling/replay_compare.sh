@@ -4,6 +4,7 @@
 # replay point gets its own cost profile, measured immediately before it in this one script. Run from
 # the repository root:
 #   sh docs/scheduling/replay_compare.sh OUTDIR [B]
+# PER_POLICY=1 in the environment measures a profile before every policy's replay instead of once per load.
 # B (default 1) is the batch size of the comparison; B > 1 uses loads 0.5, 1.0, 1.4 (relative to
 # one-at-a-time service, like simulate's) and the draft model only.
 set -e
@@ -30,9 +31,18 @@ for spec in $SPECS; do
   $RUN $H replay -m "$M" $DR -t 1 --batch "$B" --workload "$OUT/w0.jsonl" --profile "$P.json" \
     --sched fcfs --rates 20 --record "$OUT/rec_${spec}_b$B.jsonl" > "$OUT/record_${spec}_b$B.txt"
   for load in $LOADS; do
-    $RUN $H bench --profile -m "$M" $DR -t 1 --profile-reps 15 --batches $BATCHES -o "${P}_l$load.json" > "${P}_l$load.txt"
-    $RUN $H replay -m "$M" $DR -t 1 --batch "$B" --workload "$OUT/rec_${spec}_b$B.jsonl" --profile "${P}_l$load.json" \
-      --loads "$load" --compare --steps "$OUT/steps_${spec}_b${B}_l$load.jsonl" > "$OUT/compare_${spec}_b${B}_l$load.txt"
+    if [ -z "$PER_POLICY" ]; then
+      $RUN $H bench --profile -m "$M" $DR -t 1 --profile-reps 15 --batches $BATCHES -o "${P}_l$load.json" > "${P}_l$load.txt"
+      $RUN $H replay -m "$M" $DR -t 1 --batch "$B" --workload "$OUT/rec_${spec}_b$B.jsonl" --profile "${P}_l$load.json" \
+        --loads "$load" --compare --steps "$OUT/steps_${spec}_b${B}_l$load.jsonl" > "$OUT/compare_${spec}_b${B}_l$load.txt"
+      continue
+    fi
+    # PER_POLICY=1: a fresh profile right before every policy's replay (seconds apart, not a minute).
+    for pol in fcfs sjf srpt-oracle las mlfq laps-sd; do
+      $RUN $H bench --profile -m "$M" $DR -t 1 --profile-reps 15 --batches $BATCHES -o "${P}_l${load}_$pol.json" > "${P}_l${load}_$pol.txt"
+      $RUN $H replay -m "$M" $DR -t 1 --batch "$B" --workload "$OUT/rec_${spec}_b$B.jsonl" --profile "${P}_l${load}_$pol.json" \
+        --sched $pol --loads "$load" --compare > "$OUT/compare_${spec}_b${B}_l${load}_$pol.txt"
+    done
   done
 done
 date -u >> "$OUT/date.txt"
