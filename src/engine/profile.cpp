@@ -361,7 +361,8 @@ sched::CostProfile measure_profile(const Model& target, const Model* draft, cons
         std::vector<std::pair<int64_t, double>> submitted;  // request id, submit ms
         for (int i = 0; i < kStartRequests; ++i) {
           // The first decode step drafts draft_ref tokens: room for 1 + draft_ref + 1 more.
-          RequestOptions req = request(text.get(p, 13 + 29 * i + r), std::min<int64_t>(o.draft_ref + 3, ctx - p));
+          // Room for the first decode step and the next one to draft draft_ref tokens each.
+          RequestOptions req = request(text.get(p, 13 + 29 * i + r), std::min<int64_t>(2 * o.draft_ref + 4, ctx - p));
           const double t0 = now_ms();
           const int64_t id = eng.submit(std::move(req), nullptr);
           submitted.emplace_back(id, now_ms() - t0);
@@ -372,15 +373,26 @@ sched::CostProfile measure_profile(const Model& target, const Model* draft, cons
           // Chunked prefill: every step of the request before its first decode step (a
           // one-token prompt has none); the simulator adds one step overhead to the
           // step that charges the prefill.
+          // The catch-up: the first decode step's planning phase (where the drafter
+          // runs) minus the next decode step's, when both drafted the same count —
+          // two steps a millisecond apart, so the machine's drift cancels; else the
+          // first decode step's excess over its price.
           double prefill_steps = -with_overhead.step_overhead_ms(1), first_decode_excess = 0;
+          const StepRecord* first_decode = nullptr;
           for (const StepRecord& st : log) {
             if (st.members.size() != 1 || st.members[0].id != id) continue;
             if (st.members[0].prefill_tokens > 0) {
               prefill_steps += st.end_ms - st.begin_ms;
               continue;
             }
-            first_decode_excess =
-                (st.end_ms - st.begin_ms) - sched::step_cost_ms(with_overhead, step_members(st), 0.0);
+            if (!first_decode) {
+              first_decode = &st;
+              first_decode_excess =
+                  (st.end_ms - st.begin_ms) - sched::step_cost_ms(with_overhead, step_members(st), 0.0);
+              continue;
+            }
+            if (st.members[0].drafted == first_decode->members[0].drafted)
+              first_decode_excess = (first_decode->plan_ms - first_decode->select_ms) - (st.plan_ms - st.select_ms);
             break;
           }
           t.push_back(std::max(1e-6, submit + prefill_steps));
