@@ -89,7 +89,9 @@ int run_bench_profile(const BenchProfileFlags& cf, const ModelFlags& mf, int thr
   std::printf("prefill ms:");
   for (int64_t t : f.o.prefill_tokens.empty() ? engine::default_prefill_tokens(ctx) : f.o.prefill_tokens)
     std::printf(" %lld tok %.3f;", static_cast<long long>(t), p.prefill_ms(t));
-  std::printf("\n");
+  std::printf("\nstep overhead ms (engine steps):");
+  for (int b : f.o.batch) std::printf(" b=%d %.4f;", b, p.step_overhead_ms(b));
+  std::printf(" switch cost (preempt_ms) %.4f\n", p.preempt_ms());
   return 0;
 }
 

@@ -6,6 +6,8 @@
 #include <cmath>
 #include <cstdio>
 #include <iostream>
+#include <memory>
+#include <set>
 
 #include "cli/commands.h"
 #include "cli/sched_table.h"
@@ -21,6 +23,53 @@ namespace harmonia::cli {
 using nlohmann::json;
 
 namespace {
+
+// Recorded engine steps against the cost model, by kind of step. Kinds, by
+// precedence: a step with a prefill chunk; one with a request's first decode
+// step (the drafter catches up over the prompt there; the profile books that
+// in prefill); one that resumes a paused request; a plain decode step.
+struct StepKind {
+  int64_t steps = 0;
+  double real_ms = 0, model_ms = 0;                              // Σ over the steps
+  double select_ms = 0, plan_ms = 0, forward_ms = 0, post_ms = 0;  // Σ phase times (select: with admission)
+};
+constexpr std::array<const char*, 4> kStepKinds = {"prefill", "first decode", "resumed", "decode"};
+
+std::array<StepKind, 4> step_kinds(const std::vector<engine::StepRecord>& log, const sched::CostProfile& prof) {
+  std::array<StepKind, 4> k{};
+  std::set<int64_t> decoded;  // requests that had a decode step
+  for (const auto& r : log) {
+    size_t c = 3;
+    for (const auto& m : r.members) {
+      if (m.prefill_tokens > 0) c = std::min<size_t>(c, 0);
+      else if (!decoded.count(m.id)) c = std::min<size_t>(c, 1);
+      else if (m.resumed) c = std::min<size_t>(c, 2);
+    }
+    for (const auto& m : r.members)
+      if (m.prefill_tokens == 0) decoded.insert(m.id);
+    const auto members = engine::step_members(r);
+    StepKind& x = k[c];
+    ++x.steps;
+    x.real_ms += r.end_ms - r.begin_ms;
+    x.model_ms += sched::step_cost_ms(prof, members, prof.preempt_ms());
+    x.select_ms += r.select_ms - r.begin_ms;
+    x.plan_ms += r.plan_ms - r.select_ms;
+    x.forward_ms += r.forward_ms - r.plan_ms;
+    x.post_ms += r.end_ms - r.forward_ms;
+  }
+  return k;
+}
+
+nlohmann::json step_json(const engine::StepRecord& r, const sched::CostProfile& prof) {
+  nlohmann::json m = nlohmann::json::array();
+  for (const auto& x : r.members)
+    m.push_back({{"id", x.id}, {"ctx", x.ctx_tokens}, {"fed", x.fed}, {"prefill", x.prefill_tokens},
+                 {"drafted", x.drafted}, {"first", x.first}, {"resumed", x.resumed}});
+  const auto members = engine::step_members(r);
+  return {{"step", r.step}, {"begin_ms", r.begin_ms}, {"select_ms", r.select_ms}, {"plan_ms", r.plan_ms},
+          {"forward_ms", r.forward_ms}, {"end_ms", r.end_ms}, {"admitted", r.admitted},
+          {"model_ms", sched::step_cost_ms(prof, members, prof.preempt_ms())}, {"members", m}};
+}
 
 class ReplayCmd : public Command {
  public:
@@ -51,6 +100,9 @@ class ReplayCmd : public Command {
                      "loads instead: rate = load / mean service time alone (from the workload's traces and the profile)")
         ->delimiter(',');
     sub_->add_option("--record", record_, "write the first run's workload with its recorded acceptance traces to FILE");
+    sub_->add_option("--steps", steps_,
+                     "write every engine step (members, phase times, the profile's cost of the same step) of every "
+                     "run to FILE as JSON lines");
     sub_->add_flag("--compare", compare_,
                    "also simulate each point with the workload's own traces and the profile; print simulated vs "
                    "measured mean latency");
@@ -131,6 +183,12 @@ class ReplayCmd : public Command {
     ro.engine = eo_;
     ro.spec = spec_;
     ro.kv = kvs[0];
+    ro.record_steps = compare_ || !steps_.empty();
+    std::unique_ptr<std::FILE, int (*)(std::FILE*)> steps_file(nullptr, &std::fclose);
+    if (!steps_.empty()) {
+      steps_file.reset(std::fopen(steps_.c_str(), "w"));
+      if (!steps_file) fail(ErrorKind::Io, "{}: cannot open for writing", steps_);
+    }
     if (!json_)
       std::printf("replay %s: %zu requests | target %s | drafter %s n=%d | B=%d | profile %s (step %.3f ms) | %s\n",
                   workload_.c_str(), base.requests.size(), m->path.c_str(),
@@ -143,6 +201,9 @@ class ReplayCmd : public Command {
       if (sweep) sched::scale_arrivals(w, rate);
       std::vector<sched::SimMetrics> measured, simulated, calibrated;
       std::vector<std::array<double, 3>> busy;  // per policy: real busy wall s, its CPU s, simulated busy s
+      std::vector<std::array<StepKind, 4>> kinds;  // per policy: recorded steps against the cost model
+      std::vector<double> submit_ms;               // per policy: mean ms in Engine::submit per request
+      std::vector<int64_t> nivcsw;                 // per policy: involuntary context switches of the replay thread
       json rows = json::array();
       for (size_t s = 0; s < specs.size(); ++s) {
         std::string spec_text = specs[s].name;  // back to "name:k=v:..." for EngineOptions::sched
@@ -153,6 +214,16 @@ class ReplayCmd : public Command {
           recorded = true;
         }
         measured.push_back(r.metrics);
+        if (steps_file)
+          for (const auto& st : r.step_log) {
+            json line = step_json(st, prof);
+            line["policy"] = labels[s];
+            line["rate_req_s"] = sweep ? json(rate) : json(nullptr);
+            std::fprintf(steps_file.get(), "%s\n", line.dump().c_str());
+          }
+        if (compare_) kinds.push_back(step_kinds(r.step_log, prof));
+        submit_ms.push_back(1000 * r.submit_wall_s / static_cast<double>(w.requests.size()));
+        nivcsw.push_back(r.involuntary_switches);
         json row = sim_metrics_json(r.metrics);
         row["policy"] = labels[s];
         row["steps"] = r.steps;
@@ -160,6 +231,8 @@ class ReplayCmd : public Command {
         row["max_submit_lag_ms"] = r.max_submit_lag_ms;
         row["busy_wall_s"] = r.busy_wall_s;
         row["busy_cpu_s"] = r.busy_cpu_s;
+        row["submit_wall_s"] = r.submit_wall_s;
+        row["involuntary_switches"] = r.involuntary_switches;
         busy.push_back({r.busy_wall_s, r.busy_cpu_s, 0});
         if (compare_) {
           auto pol = sched::make_policy(specs[s], ctx);
@@ -209,6 +282,29 @@ class ReplayCmd : public Command {
                       simulated[s].mean_latency_s / measured[s].mean_latency_s, busy[s][2], busy[s][0],
                       busy[s][2] > 0 ? busy[s][0] / busy[s][2] : 0.0, busy[s][0] > 0 ? busy[s][1] / busy[s][0] : 0.0,
                       1000 * calibrated[s].mean_latency_s, calibrated[s].mean_latency_s / measured[s].mean_latency_s);
+        std::printf("\nengine steps against the cost model (the same steps priced by sched::step_cost_ms): count, "
+                    "mean real ms / mean model ms per kind; decode phases = mean select / plan+draft / forward / post ms "
+                    "of plain decode steps:\n\n");
+        std::printf("| %-24s | %6s | %9s |", "policy", "steps", "model/real");
+        for (const char* k : kStepKinds) std::printf(" %-22s |", k);
+        std::printf(" %-27s | %8s | %8s |\n", "decode phases", "submit ms", "inv. csw");
+        std::printf("|%s|%s|%s|", std::string(26, '-').c_str(), std::string(8, '-').c_str(), std::string(11, '-').c_str());
+        for (size_t k = 0; k < kStepKinds.size(); ++k) std::printf("%s|", std::string(24, '-').c_str());
+        std::printf("%s|%s|%s|\n", std::string(29, '-').c_str(), std::string(10, '-').c_str(), std::string(10, '-').c_str());
+        for (size_t s = 0; s < specs.size(); ++s) {
+          double real = 0, model = 0;
+          int64_t steps = 0;
+          for (const StepKind& k : kinds[s]) real += k.real_ms, model += k.model_ms, steps += k.steps;
+          std::printf("| %-24s | %6lld | %9.3f |", labels[s].c_str(), static_cast<long long>(steps), real > 0 ? model / real : 0.0);
+          for (const StepKind& k : kinds[s]) {
+            const double d = k.steps ? static_cast<double>(k.steps) : 1.0;
+            std::printf(" %5lld %7.4f / %7.4f |", static_cast<long long>(k.steps), k.real_ms / d, k.model_ms / d);
+          }
+          const StepKind& dk = kinds[s][3];
+          const double d = dk.steps ? static_cast<double>(dk.steps) : 1.0;
+          std::printf(" %.4f/%.4f/%.4f/%.4f | %8.4f | %8lld |\n", dk.select_ms / d, dk.plan_ms / d, dk.forward_ms / d,
+                      dk.post_ms / d, submit_ms[s], static_cast<long long>(nivcsw[s]));
+        }
       }
       std::fflush(stdout);
     }
@@ -232,7 +328,7 @@ class ReplayCmd : public Command {
   ModelFlags mf_;
   engine::EngineOptions eo_;
   spec::SpecOptions spec_;
-  std::string draft_path_, workload_, profile_, record_, baseline_, kv_ = "full";
+  std::string draft_path_, workload_, profile_, record_, steps_, baseline_, kv_ = "full";
   std::string sched_ = "fcfs,sjf,srpt-oracle,las,mlfq,laps-sd";
   std::vector<double> rates_, loads_;
   int threads_ = 0;

@@ -22,6 +22,8 @@ struct Engine::Seq {
   std::unique_ptr<StreamDecoder> dec;
   std::unique_ptr<spec::Drafter> drafter;
   int draft_cooldown = 0;          // adaptive drafting: steps left without drafting
+  bool ran = false;                // has run in some step (StepRecord::Member::first / resumed)
+  bool decoded = false;            // has had a decode step (StepRecord::Member::catchup_tokens)
   Usage usage;
   double submit_ms = 0, first_token_ms = -1;
   bool done = false;
@@ -253,6 +255,9 @@ void Engine::process_logits(Seq& s, const float* logits, int64_t rows, std::vect
 }
 
 bool Engine::step() {
+  StepRecord rec;
+  const bool log = static_cast<bool>(o_.on_step);
+  if (log) rec.begin_ms = now_ms();
   std::vector<int64_t> cancels;
   {
     std::lock_guard<std::mutex> lk(mu_);
@@ -296,6 +301,10 @@ bool Engine::step() {
   sched::Capacity cap;
   cap.max_seqs = o_.max_seqs;
   const sched::Selection sel = sched_->select(t_start, cap);
+  if (log) {
+    rec.select_ms = now_ms();
+    rec.admitted = static_cast<int64_t>(sched_->size());
+  }
   {
     std::lock_guard<std::mutex> lk(mu_);  // metrics() reads these from other threads
     metrics_.preemptions += static_cast<int64_t>(sel.preempted.size());
@@ -345,6 +354,20 @@ bool Engine::step() {
       }
     }
     s.fed = n;
+    if (log) {
+      StepRecord::Member m;
+      m.id = s.id;
+      m.ctx_tokens = s.computed;
+      m.fed = n;
+      m.drafted = static_cast<int32_t>(s.drafts.size());
+      m.prefill_tokens = s.computed < S - 1 ? n : 0;
+      m.first = !s.ran;
+      m.resumed = s.ran && std::find(prev_run_.begin(), prev_run_.end(), s.id) == prev_run_.end();
+      if (m.prefill_tokens == 0 && !s.decoded && s.drafter) m.catchup_tokens = static_cast<int64_t>(s.prompt_len);
+      rec.members.push_back(m);
+    }
+    s.ran = true;
+    if (s.computed >= S - 1) s.decoded = true;
     const bool want_all = !s.drafts.empty();
     s.logits.resize(static_cast<size_t>((want_all ? n : 1) * V));
     run.push_back(&s);
@@ -358,6 +381,9 @@ bool Engine::step() {
     budget -= n;
   }
   if (batch.empty()) return true;
+  prev_run_.clear();
+  for (Seq* s : run) prev_run_.push_back(s->id);
+  if (log) rec.plan_ms = now_ms();
   std::vector<int64_t> ended;
   try {
     fw_.run_batch(batch);
@@ -375,7 +401,9 @@ bool Engine::step() {
   {
     std::lock_guard<std::mutex> lk(mu_);
     metrics_.steps++;
+    rec.step = metrics_.steps;
   }
+  if (log) rec.forward_ms = now_ms();
 
   std::vector<sched::StepOutcome> outcomes;
   for (Seq* sp : run) {
@@ -417,6 +445,10 @@ bool Engine::step() {
       metrics_.generated_tokens += o.emitted;
       metrics_.prompt_tokens += o.prefill_tokens;
     }
+  }
+  if (log) {
+    rec.end_ms = now_ms();
+    o_.on_step(rec);
   }
   return true;
 }

@@ -38,6 +38,29 @@
 
 namespace harmonia::engine {
 
+// What one engine step ran and how long its phases took (EngineOptions::on_step).
+// Times are ms on the engine's clock (common/env.h now_ms); the phases tile
+// [begin_ms, end_ms]: cancels + admission, select (the scheduler), plan
+// (per-sequence planning and drafter proposals), forward (one batched target
+// pass), post (verification, sampling, stop checks, callbacks, the scheduler's
+// on_step_done, gauges).
+struct StepRecord {
+  struct Member {
+    int64_t id = 0;
+    int64_t ctx_tokens = 0;      // tokens already in its KV cache before the step
+    int64_t fed = 0;             // tokens fed to the target this step
+    int64_t prefill_tokens = 0;  // of those, prompt (or recompute) tokens; 0 for a decode step
+    int32_t drafted = 0;         // draft tokens proposed (fed = 1 + drafted for a decode step)
+    bool first = false;          // the request's first step (its KV cache was created in it)
+    bool resumed = false;        // ran before, but not in the previous step (a switch back to it)
+    int64_t catchup_tokens = 0;  // its first decode step: the prompt tokens its drafter catches up over
+  };
+  int64_t step = 0;              // engine step index (Metrics::steps after it)
+  double begin_ms = 0, select_ms = 0, plan_ms = 0, forward_ms = 0, end_ms = 0;  // phase ends
+  int64_t admitted = 0;          // requests the scheduler held during the step
+  std::vector<Member> members;   // in selection order
+};
+
 struct EngineOptions {
   int64_t ctx = 0;               // context size per sequence in tokens (0 = the model's)
   int max_seqs = 8;              // sequences per step
@@ -55,6 +78,9 @@ struct EngineOptions {
   // from a measured profile (`harmonia bench --profile`). The default (τ = 1 s,
   // no prefill cost) is only right for policies that use no time estimates (fcfs).
   sched::PolicyContext sched_context;
+  // Called on the engine thread after every step that ran a batch (null: none).
+  // `harmonia replay` records the step log with it to compare against the cost profile.
+  std::function<void(const StepRecord&)> on_step;
 };
 
 struct TokenInfo {
@@ -151,6 +177,7 @@ class Engine {
   Forward fw_;
   std::unique_ptr<sched::Policy> sched_;
   double t0_ms_ = 0;
+  std::vector<int64_t> prev_run_;         // ids of the previous step's batch (StepRecord::Member::resumed)
 
   mutable std::mutex mu_;                 // guards inbox_, cancels_, metrics_, seqs_ map membership
   std::condition_variable cv_;

@@ -10,6 +10,8 @@
 #include "common/env.h"
 #include "common/error.h"
 #include "engine/engine.h"
+#include "engine/replay.h"
+#include "sched/simulator.h"
 #include "kv/policy.h"
 #include "model/forward.h"
 
@@ -242,60 +244,174 @@ sched::CostProfile measure_profile(const Model& target, const Model* draft, cons
     pms.push_back(median(t));
   }
   j["prefill"] = {{"tokens", prompts}, {"ms", pms}};
-  j["preempt_ms"] = 0.0;  // pause preemption keeps the KV resident
+  j["preempt_ms"] = 0.0;  // measured below (engine_overhead)
   if (!o.engine_overhead) return sched::CostProfile::from_json(j, "measured profile");
 
-  // Engine overhead per step: real Engine steps (scheduler, planning, sampling,
-  // callbacks, bookkeeping) minus what the tables above predict for them, by
-  // batch size; added to every verify cell (and, for batch[0], to prefill:
-  // a prefill step is an engine step too).
+  // What the cells above leave out, from real Engine steps (their StepRecords,
+  // priced by the same sched::step_cost_ms the simulator uses). Means, not
+  // medians: the simulator predicts mean latency, and engine steps have a right
+  // tail (cache misses, interrupts) that hot-loop medians do not see.
+  //  - step_overhead_ms[b]: mean over decode steps of b requests of (step time
+  //    − the cells' price): scheduler, planning, sampling, callbacks, and the
+  //    cold caches of a step that runs the target and the drafters in turn;
+  //  - preempt_ms: kSwitchRequests requests at B = 1 round-robin (las counting
+  //    iterations: every decode step resumes the request that ran
+  //    kSwitchRequests steps ago) against the same requests served one after the
+  //    other (fcfs), the difference of the mean residuals;
+  //  - prefill.ms[P]: what starting a request costs the engine, measured on it:
+  //    Engine::submit (validation, KV reservation, drafter and sampler set-up)
+  //    and the prefill step, minus the step overhead that step_cost_ms adds;
+  //  - draft_prefill_ms[P]: the excess of the request's first decode step over
+  //    a decode step's price: the drafter catches up over the prompt there.
+  // NOTE: submit runs between steps when the request arrives; the profile books
+  // it in prefill (at the request's first step) so that the cost profile keeps
+  // one per-request term. With B = 1 and FCFS the two are the same total work.
   const sched::CostProfile raw = sched::CostProfile::from_json(j, "measured profile");
-  std::vector<double> overhead;
-  for (int64_t b : batch) {
+  constexpr int64_t kSwitchRequests = 6;
+  const int rounds = std::max(2, o.reps / 3);
+  const int64_t prompt_len = std::min<int64_t>(32, ctx / 4), gen = std::min<int64_t>(64, ctx / 2);
+  auto engine_options = [&](int max_seqs, const std::string& sched_spec, int64_t b) {
     EngineOptions eo;
     eo.ctx = ctx;
-    eo.max_seqs = static_cast<int>(b);
+    eo.max_seqs = max_seqs;
+    eo.sched = sched_spec;
     eo.prefill_chunk = o.prefill_chunk;
     eo.token_budget = std::max<int64_t>(512, b * (o.draft_ref + 1) + 64);
     eo.sched_context.draft_len = o.draft_ref;
+    return eo;
+  };
+  auto request = [&](const std::vector<int32_t>& prompt, int64_t max_tokens) {
+    RequestOptions r;
+    r.prompt = prompt;
+    r.max_tokens = static_cast<int>(max_tokens);
+    r.ignore_eos = true;
+    r.sampling.temperature = 0;
+    r.speculative = o.spec;
+    r.speculative.n = o.draft_ref;
+    return r;
+  };
+  // Runs `b` requests (prompts from `offset`) to completion in a fresh Engine
+  // with `sched_spec` and B = max_seqs; returns (step time − price) of every
+  // decode step of exactly `want_b` members, none a request's first decode
+  // step, whose resumed flags all equal `resumed`.
+  auto residuals = [&](int64_t b, int max_seqs, const std::string& sched_spec, int64_t want_b, bool resumed,
+                       int64_t offset, const sched::CostProfile& prof) {
+    EngineOptions eo = engine_options(max_seqs, sched_spec, b);
+    std::vector<double> out;
+    std::vector<int64_t> decoded;
+    eo.on_step = [&](const StepRecord& r) {
+      bool take = static_cast<int64_t>(r.members.size()) == want_b;
+      for (const auto& m : r.members) {
+        if (m.prefill_tokens > 0) {
+          take = false;
+          continue;
+        }
+        if (std::find(decoded.begin(), decoded.end(), m.id) == decoded.end()) {
+          decoded.push_back(m.id);
+          take = false;
+        }
+        if (m.resumed != resumed) take = false;
+      }
+      if (take) out.push_back((r.end_ms - r.begin_ms) - sched::step_cost_ms(prof, step_members(r), 0.0));
+    };
+    Engine eng(target, draft, eo);
+    for (int64_t i = 0; i < b; ++i) eng.submit(request(text.get(prompt_len, 131 * i + offset), gen), nullptr);
+    eng.run_until_idle();
+    return out;
+  };
+  auto mean = [](const std::vector<double>& v) {
+    double sum = 0;
+    for (double x : v) sum += x;
+    return v.empty() ? 0.0 : sum / static_cast<double>(v.size());
+  };
+  std::vector<double> overhead;
+  for (int64_t b : batch) {
     std::vector<double> samples;
-    for (int round = 0; round < 2 && samples.size() < 40; ++round) {
-      Engine eng(target, draft, eo);
-      const int64_t prompt_len = std::min<int64_t>(32, ctx / 4), gen = std::min<int64_t>(64, ctx / 2);
-      for (int64_t i = 0; i < b; ++i) {
-        RequestOptions r;
-        r.prompt = text.get(prompt_len, 131 * i + 7 * round);
-        r.max_tokens = static_cast<int>(gen);
-        r.ignore_eos = true;
-        r.sampling.temperature = 0;
-        r.speculative = o.spec;
-        r.speculative.n = o.draft_ref;
-        eng.submit(std::move(r), nullptr);
-      }
-      eng.step();  // prefill
-      int64_t ctx_tokens = prompt_len * b;
-      while (true) {
-        const Metrics m0 = eng.metrics();
-        const double t0 = now_ms();
-        if (!eng.step()) break;
-        const double dt = now_ms() - t0;
-        const Metrics m1 = eng.metrics();
-        if (m1.finished > 0 || m1.running != b) break;  // only full decode steps of b sequences
-        const double d = static_cast<double>(m1.drafted - m0.drafted) / static_cast<double>(b);
-        const double c = static_cast<double>(ctx_tokens) / static_cast<double>(b);
-        samples.push_back(dt - (d * raw.draft_ms(static_cast<int>(b), c) + raw.verify_ms(static_cast<int>(b), d, c)));
-        ctx_tokens += m1.generated_tokens - m0.generated_tokens;
-      }
+    for (int round = 0; round < rounds; ++round) {
+      const auto r = residuals(b, static_cast<int>(b), "fcfs", b, false, 7 * round, raw);
+      samples.insert(samples.end(), r.begin(), r.end());
     }
-    overhead.push_back(samples.empty() ? 0.0 : std::max(0.0, median(samples)));
+    overhead.push_back(std::max(0.0, mean(samples)));
   }
-  for (size_t bi = 0; bi < batch.size(); ++bi)
-    for (auto& row : j["verify_ms"][bi])
-      for (auto& x : row) x = x.get<double>() + overhead[bi];
-  for (auto& x : j["prefill"]["ms"]) x = x.get<double>() + overhead[0];
+  j["step_overhead_ms"] = overhead;
+  const sched::CostProfile with_overhead = sched::CostProfile::from_json(j, "measured profile");
+  std::vector<double> alone, switching;
+  for (int round = 0; round < rounds; ++round) {
+    const auto a = residuals(kSwitchRequests, 1, "fcfs", 1, false, 11 * round, with_overhead);
+    const auto s = residuals(kSwitchRequests, 1, "las:service_unit=iterations", 1, true, 11 * round, with_overhead);
+    alone.insert(alone.end(), a.begin(), a.end());
+    switching.insert(switching.end(), s.begin(), s.end());
+  }
+  const double switch_ms = alone.empty() || switching.empty() ? 0.0 : std::max(0.0, mean(switching) - mean(alone));
+  j["preempt_ms"] = switch_ms;
+  // Request start, per prompt length: kStartRequests requests submitted
+  // together and served FCFS at B = 1 (so a request starts while others hold
+  // their KV caches and drafters, as in serving), on one engine.
+  constexpr int kStartRequests = 4;
+  std::vector<double> start_ms, catchup_ms;
+  {
+    EngineOptions eo = engine_options(1, "fcfs", 1);
+    std::vector<StepRecord> log;
+    eo.on_step = [&](const StepRecord& r) { log.push_back(r); };
+    Engine eng(target, draft, eo);
+    for (int64_t p : prompts) {
+      std::vector<double> t, c;
+      for (int r = 0; r <= o.reps; ++r) {
+        log.clear();
+        std::vector<std::pair<int64_t, double>> submitted;  // request id, submit ms
+        for (int i = 0; i < kStartRequests; ++i) {
+          // The first decode step drafts draft_ref tokens: room for 1 + draft_ref + 1 more.
+          // Room for the first decode step and the next one to draft draft_ref tokens each.
+          RequestOptions req = request(text.get(p, 13 + 29 * i + r), std::min<int64_t>(2 * o.draft_ref + 4, ctx - p));
+          const double t0 = now_ms();
+          const int64_t id = eng.submit(std::move(req), nullptr);
+          submitted.emplace_back(id, now_ms() - t0);
+        }
+        eng.run_until_idle();
+        if (r == 0) continue;  // warm-up
+        for (const auto& [id, submit] : submitted) {
+          // Chunked prefill: every step of the request before its first decode step (a
+          // one-token prompt has none); the simulator adds one step overhead to the
+          // step that charges the prefill.
+          // The catch-up: the first decode step's planning phase (where the drafter
+          // runs) minus the next decode step's, when both drafted the same count —
+          // two steps a millisecond apart, so the machine's drift cancels; else the
+          // first decode step's excess over its price.
+          double prefill_steps = -with_overhead.step_overhead_ms(1), first_decode_excess = 0;
+          const StepRecord* first_decode = nullptr;
+          for (const StepRecord& st : log) {
+            if (st.members.size() != 1 || st.members[0].id != id) continue;
+            if (st.members[0].prefill_tokens > 0) {
+              prefill_steps += st.end_ms - st.begin_ms;
+              continue;
+            }
+            if (!first_decode) {
+              first_decode = &st;
+              first_decode_excess =
+                  (st.end_ms - st.begin_ms) - sched::step_cost_ms(with_overhead, step_members(st), 0.0);
+              continue;
+            }
+            if (st.members[0].drafted == first_decode->members[0].drafted)
+              first_decode_excess = (first_decode->plan_ms - first_decode->select_ms) - (st.plan_ms - st.select_ms);
+            break;
+          }
+          t.push_back(std::max(1e-6, submit + prefill_steps));
+          c.push_back(std::max(0.0, first_decode_excess));
+        }
+      }
+      start_ms.push_back(mean(t));
+      catchup_ms.push_back(mean(c));
+    }
+  }
+  j["prefill"]["ms"] = start_ms;
+  j["draft_prefill_ms"] = catchup_ms;
   std::string ov;
   for (double x : overhead) ov += fmt::format("{}{:.4f}", ov.empty() ? "" : ", ", x);
-  j["note"] = j["note"].get<std::string>() + "; engine overhead per step by batch [" + ov + "] ms added to verify and prefill";
+  j["note"] = j["note"].get<std::string>() +
+              fmt::format("; from real Engine steps (means): step_overhead_ms by batch [{}], preempt_ms {:.4f} (switch "
+                          "cost, {} requests round-robin), prefill = submit + prefill step(s), draft_prefill_ms = the first "
+                          "decode step's excess (drafter catch-up)",
+                          ov, switch_ms, kSwitchRequests);
   return sched::CostProfile::from_json(j, "measured profile");
 }
 

@@ -18,8 +18,8 @@
 //    chunks of prefill_chunk, plus the drafter's catch-up over the same P
 //    tokens (the engine pays it in the request's first speculative step; both
 //    are paid once per request, so the profile charges them together).
-//  - engine overhead (engine_overhead): the rest of a real Engine step, added
-//    per batch size to verify_ms and to prefill (see ProfileOptions).
+//  - step_overhead_ms and preempt_ms (engine_overhead): the rest of a real
+//    Engine step, and the cost of switching requests (see ProfileOptions).
 // Every cell is the median of `reps` timed runs after one warm-up run.
 #include <cstdint>
 #include <string>
@@ -43,9 +43,14 @@ struct ProfileOptions {
   int draft_ref = 4;                             // n_ref: tokens per timed proposal
   std::vector<int32_t> text;                     // tokens to fill contexts with (empty: random ids)
   uint64_t seed = 1;                             // random ids when `text` is empty
-  // Also run real Engine steps (b requests decoding, drafter as above) and add
-  // the median of (engine step time − the tables' prediction) per batch size to
-  // verify_ms and prefill: scheduling, sampling and bookkeeping cost per step.
+  // Also run real Engine steps and measure what the tables above leave out:
+  //  - step_overhead_ms[b]: the median of (engine step time − the tables'
+  //    prediction) over decode steps of b requests: scheduler, planning,
+  //    sampling, callbacks and bookkeeping, per step;
+  //  - preempt_ms: the switch cost — two requests at B = 1 served round-robin
+  //    (every step resumes the other one) against the same two served one
+  //    after the other, median step time difference (cold caches: the other
+  //    request's KV, the drafter's state).
   bool engine_overhead = true;
 };
 

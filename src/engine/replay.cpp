@@ -3,7 +3,9 @@
 #include <algorithm>
 #include <chrono>
 #include <thread>
+#include <unordered_map>
 
+#include <sys/resource.h>
 #include <time.h>
 
 #include "common/env.h"
@@ -29,7 +31,28 @@ std::vector<int32_t> make_prompt(const Model& m, const sched::WorkloadRequest& r
   return p;
 }
 
+std::vector<sched::StepMember> step_members(const StepRecord& r) {
+  std::vector<sched::StepMember> out;
+  for (const StepRecord::Member& m : r.members) {
+    sched::StepMember x;
+    x.prefill_tokens = m.prefill_tokens;
+    x.decodes = m.prefill_tokens == 0;
+    x.ctx_tokens = static_cast<double>(m.ctx_tokens);
+    x.drafted = m.drafted;
+    x.resumed = m.resumed;
+    x.catchup_tokens = m.catchup_tokens;
+    out.push_back(x);
+  }
+  return out;
+}
+
 namespace {
+
+int64_t thread_involuntary_switches() {
+  rusage ru{};
+  getrusage(RUSAGE_THREAD, &ru);
+  return ru.ru_nivcsw;
+}
 
 double thread_cpu_ms() {
   timespec ts{};
@@ -72,8 +95,13 @@ ReplayRun replay(const Model& target, const Model* draft, const sched::Workload&
   const bool traces = o.pass_traces && w.draft_len == o.spec.n;
 
   std::vector<Track> tr(N);
+  std::unordered_map<int64_t, int64_t> engine_to_workload;  // Engine request id -> workload id
   size_t finished = 0;
+  ReplayRun run;
+  run.policy = sched_spec;
+  if (o.record_steps) eo.on_step = [&run](const StepRecord& r) { run.step_log.push_back(r); };
   Engine eng(target, draft, eo);
+  const int64_t nivcsw0 = thread_involuntary_switches();
   const double t0 = now_ms();
   auto submit = [&](size_t i) {
     const auto& wr = w.requests[i];
@@ -87,7 +115,7 @@ ReplayRun replay(const Model& target, const Model* draft, const sched::Workload&
     r.predicted_tokens = wr.output_tokens;  // the oracle length predictors' truth
     if (traces) r.true_accepted = wr.accepted;
     tr[i].submit_ms = now_ms();
-    eng.submit(std::move(r), [&tr, &finished, i](const Event& e) {
+    const int64_t eid = eng.submit(std::move(r), [&tr, &finished, i](const Event& e) {
       Track& k = tr[i];
       const double t = now_ms();
       if (!e.tokens.empty()) {
@@ -107,16 +135,17 @@ ReplayRun replay(const Model& target, const Model* draft, const sched::Workload&
         ++finished;
       }
     });
+    engine_to_workload[eid] = wr.id;
   };
 
-  ReplayRun run;
-  run.policy = sched_spec;
   size_t next = 0;
   while (finished < N) {
     const double now = now_ms() - t0;
     while (next < N && w.requests[next].arrival_s * 1000.0 <= now) {
       run.max_submit_lag_ms = std::max(run.max_submit_lag_ms, now - w.requests[next].arrival_s * 1000.0);
+      const double s0 = now_ms();
       submit(next++);
+      run.submit_wall_s += (now_ms() - s0) / 1000.0;
     }
     const double w0 = now_ms(), c0 = thread_cpu_ms();
     const bool ran = eng.step();
@@ -127,10 +156,22 @@ ReplayRun replay(const Model& target, const Model* draft, const sched::Workload&
     }
     if (finished >= N) break;
     if (next >= N) fail(ErrorKind::Internal, "replay: the engine is idle with {} of {} requests unfinished", N - finished, N);
-    const double wait_ms = w.requests[next].arrival_s * 1000.0 - (now_ms() - t0);
+    // Idle until the next arrival: sleep, then spin the last kSpinMs so the
+    // request is submitted at its arrival time and not a timer wake-up later
+    // (50-100 us here, which the simulator does not model).
+    constexpr double kSpinMs = 0.5;
+    const double due_ms = w.requests[next].arrival_s * 1000.0;
+    const double wait_ms = due_ms - (now_ms() - t0) - kSpinMs;
     if (wait_ms > 0) std::this_thread::sleep_for(std::chrono::duration<double, std::milli>(wait_ms));
+    while (now_ms() - t0 < due_ms) {
+    }
   }
   run.wall_s = (now_ms() - t0) / 1000.0;
+  run.involuntary_switches = thread_involuntary_switches() - nivcsw0;
+  for (StepRecord& r : run.step_log) {  // workload ids, engine-relative times as the requests' (ms from t0)
+    for (auto& m : r.members) m.id = engine_to_workload.at(m.id);
+    for (double* t : {&r.begin_ms, &r.select_ms, &r.plan_ms, &r.forward_ms, &r.end_ms}) *t -= t0;
+  }
   run.steps = eng.metrics().steps;
 
   run.recorded = w;

@@ -25,6 +25,8 @@ struct ReplayOptions {
   // Pass the workload's acceptance traces to the scheduler as ground truth
   // (srpt-oracle needs them). They are used only when their draft_len is spec.n.
   bool pass_traces = true;
+  // Keep the engine's step log (ReplayRun::step_log): what each step ran and its phase times.
+  bool record_steps = false;
 };
 
 struct ReplayRun {
@@ -40,6 +42,14 @@ struct ReplayRun {
   // processes took the CPU during the replay (the measurement is then not of
   // this engine alone).
   double busy_wall_s = 0, busy_cpu_s = 0;
+  // Time in Engine::submit (request validation, KV reservation, drafter and
+  // sampler set-up), on the replay thread between steps, so outside busy_wall_s.
+  double submit_wall_s = 0;
+  // Involuntary context switches of the replay thread over the run (getrusage
+  // RUSAGE_THREAD): other processes took its CPU that many times. A quiet
+  // machine gives a handful; hundreds mean the timings are of a shared CPU.
+  int64_t involuntary_switches = 0;
+  std::vector<StepRecord> step_log;            // every step, if ReplayOptions::record_steps
 };
 
 // Runs the whole workload through a fresh Engine with policy `sched_spec`.
@@ -49,6 +59,13 @@ struct ReplayRun {
 ReplayRun replay(const Model& target, const Model* draft, const sched::Workload& w,
                  const std::vector<std::vector<int32_t>>& prompts, const std::string& sched_spec,
                  const ReplayOptions& o);
+
+// The cost model's view of a recorded engine step, for sched::step_cost_ms:
+// a prefill chunk is a member with prefill_tokens = its chunk and no decode; a
+// decode member carries its context, drafted count and whether it resumed
+// after a pause. (The simulator charges a request's whole prompt in its first
+// step; with prompts within one chunk, as in replay, the two agree.)
+std::vector<sched::StepMember> step_members(const StepRecord& r);
 
 // The prompt of a workload request: its `prompt` text tokenized when it has
 // one; else exactly prompt_tokens tokens — BOS (when the tokenizer has one)

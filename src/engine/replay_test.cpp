@@ -77,6 +77,11 @@ TEST(EngineProfile, MeasuresPositiveTablesThatRoundTrip) {
   EXPECT_GE(v4, v1);
   EXPECT_GE(d4, d1);
   EXPECT_EQ(p.draft, "layerskip");
+  // Measured through real Engine steps: a step overhead per batch size and a switch cost, both >= 0.
+  EXPECT_TRUE(p.has_step_overhead());
+  EXPECT_GE(p.step_overhead_ms(1), 0);
+  EXPECT_GE(p.preempt_ms(), 0);
+  EXPECT_EQ(p.to_json()["step_overhead_ms"].size(), 3u);
   EXPECT_NE(p.device.find("CPU"), std::string::npos);
   // save() / load() keep every number.
   const std::string path = (std::filesystem::temp_directory_path() / "harmonia_profile_test.json").string();
@@ -179,6 +184,67 @@ TEST(EngineReplay, EveryRequestFinishesWithItsTokenCountAndTracesReload) {
     for (const auto& q : r.requests) real_drafted += q.drafted;
     EXPECT_EQ(sim_drafted, real_drafted);
   }
+}
+
+// The simulator, run on a replay's recorded traces, runs the engine's step
+// sequence: the same requests in every step, and — priced by one cost model —
+// the same step costs, so the prefill, decode, overhead and switch terms are
+// charged where the engine paid them. All arrivals at t = 0 and policies that
+// count service in iterations make the sequence independent of timing.
+TEST(EngineReplay, SimulatorReproducesTheRecordedStepSequence) {
+  HARMONIA_REQUIRE_SHARED("models/stories260K/stories260K.gguf");
+  const Model& m = stories();
+  sched::Workload w = tiny_workload();
+  for (auto& r : w.requests) r.arrival_s = 0;
+  std::vector<std::vector<int32_t>> prompts;
+  for (const auto& r : w.requests) prompts.push_back(make_prompt(m, r, story_tokens(m)));
+  // draft 0.01 ms/token, verify 0.3 ms, prefill 0.002 ms/token, switch 0.05 ms, step overhead 0.02 + 0.01·b ms.
+  nlohmann::json pj = sched::CostProfile::constant(0.01, 0.3, 0.002, 0.05).to_json();
+  pj["batch"] = {1, 2};
+  pj["draft_ms_per_token"] = {{0.01}, {0.01}};
+  pj["verify_ms"] = {{{0.3}}, {{0.3}}};
+  pj["step_overhead_ms"] = {0.03, 0.04};
+  pj["draft_prefill_ms"] = {0.0, 0.004};  // drafter catch-up: 0.004 ms per prompt token
+  const sched::CostProfile prof = sched::CostProfile::from_json(pj, "test profile");
+  for (const int B : {1, 2})
+    for (const std::string pol : {"fcfs", "las:service_unit=iterations", "laps-sd:service_unit=iterations"}) {
+      SCOPED_TRACE(fmt::format("B={} {}", B, pol));
+      ReplayOptions o;
+      o.engine.ctx = 256;
+      o.engine.max_seqs = B;
+      o.engine.threads = 1;
+      o.spec.drafter = "ngram";
+      o.spec.n = 3;
+      o.record_steps = true;
+      o.engine.sched_context = sched::workload_policy_context(w, prof, 3, B);
+      const ReplayRun r = replay(m, nullptr, w, prompts, pol, o);
+      auto policy = sched::make_policy(pol, o.engine.sched_context);
+      sched::SimOptions so;
+      so.max_seqs = B;
+      so.draft_len = 3;
+      so.record_events = true;
+      const sched::SimResult sim = sched::simulate(r.recorded, *policy, prof, so);
+      ASSERT_EQ(sim.events.size(), r.step_log.size());
+      ASSERT_EQ(static_cast<int64_t>(r.step_log.size()), r.steps);
+      int64_t resumed = 0, catchups = 0;
+      for (size_t k = 0; k < sim.events.size(); ++k) {
+        std::vector<int64_t> ran;
+        for (const auto& mb : r.step_log[k].members) {
+          ran.push_back(mb.id);
+          resumed += mb.resumed;
+          catchups += mb.catchup_tokens > 0;
+        }
+        ASSERT_EQ(sim.events[k].ran, ran) << "step " << k;
+        const double model_ms = sched::step_cost_ms(prof, step_members(r.step_log[k]), prof.preempt_ms());
+        EXPECT_NEAR(1000 * (sim.events[k].end_s - sim.events[k].start_s), model_ms, 1e-9) << "step " << k;
+        EXPECT_GT(model_ms, 0.03);
+      }
+      // Every request with more than one output token has one first decode step (request 3 has one token).
+      EXPECT_EQ(catchups, 4);
+      // las alternates the requests at B = 1: the switch cost is actually exercised.
+      if (B == 1 && pol.rfind("las", 0) == 0) EXPECT_GT(resumed, 0);
+      if (pol == "fcfs") EXPECT_EQ(resumed, 0);
+    }
 }
 
 TEST(EngineReplay, SrptOracleRunsOnRecordedTraces) {

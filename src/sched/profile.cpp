@@ -109,6 +109,10 @@ CostProfile CostProfile::from_json(const json& j, const std::string& src) {
   p.prefill_tokens_ = axis(pf, "tokens", src + " prefill");
   p.prefill_ms_ = vec(field(pf, "ms", src), "prefill.ms", src, p.prefill_tokens_.size());
   if (j.contains("preempt_ms")) p.preempt_ms_ = number(j["preempt_ms"], "preempt_ms", src);
+  if (j.contains("step_overhead_ms"))
+    p.step_overhead_ms_ = vec(j["step_overhead_ms"], "step_overhead_ms", src, p.batch_.size());
+  if (j.contains("draft_prefill_ms"))
+    p.draft_prefill_ms_ = vec(j["draft_prefill_ms"], "draft_prefill_ms", src, p.prefill_tokens_.size());
   p.validate(src);
   return p;
 }
@@ -137,6 +141,8 @@ json CostProfile::to_json() const {
   j["verify_ms"] = verify_;
   j["prefill"] = {{"tokens", prefill_tokens_}, {"ms", prefill_ms_}};
   j["preempt_ms"] = preempt_ms_;
+  if (!step_overhead_ms_.empty()) j["step_overhead_ms"] = step_overhead_ms_;
+  if (!draft_prefill_ms_.empty()) j["draft_prefill_ms"] = draft_prefill_ms_;
   return j;
 }
 
@@ -200,6 +206,8 @@ CostProfile CostProfile::scaled(double k) const {
   for (auto& rows : p.verify_) for (auto& row : rows) for (double& x : row) x *= k;
   for (double& x : p.prefill_ms_) x *= k;
   p.preempt_ms_ *= k;
+  for (double& x : p.step_overhead_ms_) x *= k;
+  for (double& x : p.draft_prefill_ms_) x *= k;
   p.note += fmt::format(" (times x{:.4f})", k);
   return p;
 }
@@ -220,7 +228,17 @@ double CostProfile::verify_ms(int batch, double n, double ctx) const {
   return interp1(batch_, by_batch, batch);
 }
 
-double CostProfile::step_ms(int batch, double n, double ctx) const { return n * draft_ms(batch, ctx) + verify_ms(batch, n, ctx); }
+double CostProfile::step_overhead_ms(int batch) const {
+  return step_overhead_ms_.empty() ? 0.0 : interp1(batch_, step_overhead_ms_, batch);
+}
+
+double CostProfile::draft_prefill_ms(int64_t tokens) const {
+  return draft_prefill_ms_.empty() ? 0.0 : interp1(prefill_tokens_, draft_prefill_ms_, static_cast<double>(tokens));
+}
+
+double CostProfile::step_ms(int batch, double n, double ctx) const {
+  return n * draft_ms(batch, ctx) + verify_ms(batch, n, ctx) + step_overhead_ms(batch);
+}
 
 double CostProfile::prefill_ms(int64_t tokens) const {
   return interp1(prefill_tokens_, prefill_ms_, static_cast<double>(tokens));

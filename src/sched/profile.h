@@ -13,7 +13,12 @@
 //    "draft_ms_per_token": [[...]],      // [batch][context] ms for one draft token of the whole batch
 //    "verify_ms": [[[...]]],             // [batch][draft_len][context] ms for one target pass over n+1 tokens per sequence
 //    "prefill": {"tokens": [...], "ms": [...]},  // prompt tokens -> ms (one sequence), increasing tokens
-//    "preempt_ms": 0}                    // cost of resuming a preempted request (swap/recompute); 0 = KV resident
+//    "preempt_ms": 0,                    // cost of resuming a preempted request (cache misses, swap/recompute)
+//    "step_overhead_ms": [...],          // optional, [batch]: fixed engine cost of one step of b sequences
+//                                        // (scheduler, planning, sampling, callbacks); absent = 0
+//    "draft_prefill_ms": [...]}          // optional, [prefill.tokens]: the drafter's catch-up over the prompt,
+//                                        // paid in a request's first decode step; absent = 0 (then
+//                                        // prefill.ms includes it)
 //
 // Between grid points: piecewise-linear in each axis. Below the first point:
 // the first value. Beyond the last: linear extrapolation of the last segment,
@@ -56,6 +61,15 @@ class CostProfile {
   // Prefill of one prompt.
   double prefill_ms(int64_t prompt_tokens) const;
   double preempt_ms() const { return preempt_ms_; }
+  // Fixed cost of one engine step running `batch` sequences (any mix of prefill
+  // chunks and decodes), on top of the prefill, draft and verify cells: the
+  // scheduler, planning, sampling, callbacks and bookkeeping. 0 when the profile has none.
+  double step_overhead_ms(int batch) const;
+  bool has_step_overhead() const { return !step_overhead_ms_.empty(); }
+  // The drafter's catch-up over a prompt of `prompt_tokens`, which the engine
+  // pays in the request's first decode step (not in its prefill step). 0 when
+  // the profile has none (prefill_ms then includes it).
+  double draft_prefill_ms(int64_t prompt_tokens) const;
 
   // Every time multiplied by k > 0: the same shape on a machine k times slower
   // (replay --compare calibrates a profile to the speed the machine had during a run).
@@ -72,6 +86,8 @@ class CostProfile {
   std::vector<std::vector<std::vector<double>>> verify_;  // [batch][draft_len][context]
   std::vector<double> prefill_tokens_, prefill_ms_;
   double preempt_ms_ = 0;
+  std::vector<double> step_overhead_ms_;                  // [batch] or empty
+  std::vector<double> draft_prefill_ms_;                  // [prefill tokens] or empty
   void validate(const std::string& source) const;
 };
 

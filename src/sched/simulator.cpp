@@ -47,6 +47,27 @@ int32_t drafted_at(const SimState& s, const Workload& w, int n) {
 
 }  // namespace
 
+double step_cost_ms(const CostProfile& prof, std::span<const StepMember> m, double preempt_ms) {
+  double ms = 0, ctx = 0, drafted = 0;
+  int d = 0;
+  for (const StepMember& x : m) {
+    if (x.prefill_tokens > 0) ms += prof.prefill_ms(x.prefill_tokens);
+    if (x.catchup_tokens > 0) ms += prof.draft_prefill_ms(x.catchup_tokens);
+    if (x.resumed) ms += preempt_ms;
+    if (!x.decodes) continue;
+    ++d;
+    ctx += x.ctx_tokens;
+    drafted += x.drafted;
+  }
+  if (d > 0) {
+    ctx /= d;
+    drafted /= d;
+    ms += drafted * prof.draft_ms(d, ctx) + prof.verify_ms(d, drafted, ctx);
+  }
+  if (!m.empty()) ms += prof.step_overhead_ms(static_cast<int>(m.size()));
+  return ms;
+}
+
 SimResult simulate(const Workload& w, Policy& policy, const CostProfile& prof, const SimOptions& o) {
   check_workload(w, o);
   if (policy.size() != 0) fail(ErrorKind::InvalidInput, "simulator: policy {} already holds requests", policy.label());
@@ -69,6 +90,7 @@ SimResult simulate(const Workload& w, Policy& policy, const CostProfile& prof, c
   size_t next = 0, done = 0;
   double now = 0;
   std::vector<StepOutcome> outs;
+  std::vector<StepMember> members;
   while (done < N) {
     while (next < N && w.requests[next].arrival_s <= now) {
       policy.on_arrival(to_request(w.requests[next]), w.requests[next].arrival_s);
@@ -90,30 +112,23 @@ SimResult simulate(const Workload& w, Policy& policy, const CostProfile& prof, c
       fail(ErrorKind::InvalidInput, "simulator: request {} needs {} KV tokens but the budget is {}", s.w->id,
            s.w->prompt_tokens + s.g + n + 1, o.max_kv_tokens);
     }
-    // Step cost from the profile: the decoding members draft (d_i tokens each;
-    // d = n without a drafted trace) and are verified in one pass, costed at the
-    // batch's mean d and mean context. Under first_step "prefill" a request's
-    // first step only prefills (it emits its first token without drafting).
-    double ctx = 0, drafted_sum = 0;
-    int b = 0;
-    for (RequestId id : sel.run) {
-      const SimState& s = st[idx.at(id)];
-      if (w.first_step_prefill && !s.started) continue;
-      ++b;
-      ctx += static_cast<double>(s.w->prompt_tokens + s.g);
-      drafted_sum += drafted_at(s, w, n);
-    }
-    double decode_ms = 0;
-    if (b > 0) {
-      ctx /= b;
-      const double d = drafted_sum / b;
-      decode_ms = d * prof.draft_ms(b, ctx) + prof.verify_ms(b, d, ctx);
-    }
-    double ms = decode_ms;
+    // Step cost from the profile (step_cost_ms): the decoding members draft
+    // (d_i tokens each; d = n without a drafted trace) and are verified in one
+    // pass. Under first_step "prefill" a request's first step only prefills (it
+    // emits its first token without drafting).
+    members.clear();
     for (RequestId id : sel.run) {
       SimState& s = st[idx.at(id)];
-      if (!s.started && o.charge_prefill) ms += prof.prefill_ms(s.w->prompt_tokens);
-      if (s.started && s.preempted) ms += cp_ms;
+      StepMember m;
+      m.prefill_tokens = !s.started && o.charge_prefill ? s.w->prompt_tokens : 0;
+      m.decodes = !(w.first_step_prefill && !s.started);
+      m.ctx_tokens = static_cast<double>(s.w->prompt_tokens + s.g);
+      m.drafted = m.decodes ? drafted_at(s, w, n) : 0;
+      m.resumed = s.started && s.preempted;
+      // The drafter catches up over the prompt in the request's first decode
+      // step: step 1 after a prefill-only first step, else step 0.
+      if (o.charge_prefill && m.decodes && s.step == (w.first_step_prefill ? 1 : 0)) m.catchup_tokens = s.w->prompt_tokens;
+      members.push_back(m);
       s.preempted = false;
       // Estimation error: from the switch to perceptible (before this step) to completion.
       if (!s.est_valid) {
@@ -124,6 +139,14 @@ SimResult simulate(const Workload& w, Policy& policy, const CostProfile& prof, c
           s.actual_s = 0;
         }
       }
+    }
+    const double ms = step_cost_ms(prof, members, cp_ms);
+    // The estimation error's "actual" service: the step without prefills and switches.
+    double decode_ms = ms;
+    for (const StepMember& m : members) {
+      if (m.prefill_tokens > 0) decode_ms -= prof.prefill_ms(m.prefill_tokens);
+      if (m.catchup_tokens > 0) decode_ms -= prof.draft_prefill_ms(m.catchup_tokens);
+      if (m.resumed) decode_ms -= cp_ms;
     }
     const double dt = ms / 1000.0, start = now;
     now += dt;
@@ -258,7 +281,9 @@ double mean_service_s(const Workload& w, const CostProfile& prof, int n, bool ch
       else sum_ms += prof.step_ms(1, r.drafted[i], ctx);
     }
     if (left > 0) steps += left;  // no trace: one token per step
-    sum_ms += static_cast<double>(steps) * prof.step_ms(1, n, ctx) + (charge_prefill ? prof.prefill_ms(r.prompt_tokens) : 0);
+    sum_ms += static_cast<double>(steps) * prof.step_ms(1, n, ctx) +
+              (charge_prefill ? prof.prefill_ms(r.prompt_tokens) + prof.draft_prefill_ms(r.prompt_tokens) : 0);
+    if (w.first_step_prefill) sum_ms += prof.step_overhead_ms(1);  // the prefill step is a step of its own
   }
   return sum_ms / 1000.0 / static_cast<double>(w.requests.size());
 }

@@ -2,9 +2,8 @@
 // Discrete-event simulation of speculative-decoding serving (LAPS-SD spec
 // §5.2), driving the same Policy classes the engine uses. Time advances one
 // step at a time: at each step boundary arrivals are admitted, the policy
-// selects up to B requests, the step costs
-//   Σ prefill(new requests) + n·draft_ms(b, ctx) + verify_ms(b, n, ctx) + c_p·(resumed requests)
-// from the cost profile (ctx = mean context of the batch), and every member
+// selects up to B requests, the step costs step_cost_ms (below) from the cost
+// profile, and every member
 // emits min(a + 1, tokens left) tokens, a taken from its acceptance trace.
 // When nothing is runnable the clock jumps to the next arrival.
 #include <cstdint>
@@ -17,6 +16,24 @@
 #include "sched/workload.h"
 
 namespace harmonia::sched {
+
+// One member of a step as the cost model sees it. The simulator and
+// `replay --compare` (for the engine's recorded steps) cost steps with the same
+// function, so a step-by-step comparison checks exactly the simulator's model.
+struct StepMember {
+  int64_t prefill_tokens = 0;  // prompt tokens charged prefill_ms(P) this step (a request's first step); 0 = none
+  bool decodes = true;         // takes part in the draft + verify pass
+  double ctx_tokens = 0;       // tokens in its KV cache before the step
+  double drafted = 0;          // draft tokens proposed (the verify pass feeds 1 + drafted)
+  bool resumed = false;        // switched back to after a pause: charged c_p
+  int64_t catchup_tokens = 0;  // prompt tokens its drafter catches up over this step (its first decode step)
+};
+
+// ms of one step of members m (b = |m|, d of the decoding members):
+//   Σ prefill_ms(P_i) + Σ draft_prefill_ms(catch-up_i) + d̄·draft_ms(d, c̄) + verify_ms(d, d̄, c̄)
+//   + step_overhead_ms(b) + c_p·(resumed members)
+// with d̄ and c̄ the decoding members' mean drafted count and context. c_p = preempt_ms.
+double step_cost_ms(const CostProfile& profile, std::span<const StepMember> m, double preempt_ms);
 
 struct SimOptions {
   int max_seqs = 1;            // B

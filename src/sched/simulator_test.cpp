@@ -94,3 +94,42 @@ TEST(SchedSimulator, WorkloadPolicyContextUsesProfileAndLengths) {
   EXPECT_NEAR(c.prefill_s(5), 0.010, 1e-12);
   EXPECT_EQ(c.length_samples, (std::vector<int64_t>{4}));
 }
+
+// The profile's step overhead (per step, by batch size), switch cost
+// (preempt_ms, per resumed request) and drafter catch-up (draft_prefill_ms, in
+// a request's first decode step) enter the simulated steps where the engine pays them.
+TEST(SchedSimulator, StepOverheadSwitchAndCatchUpCostsAreCharged) {
+  nlohmann::json j = flat().to_json();
+  j["step_overhead_ms"] = {0.5};
+  j["preempt_ms"] = 3.0;
+  j["draft_prefill_ms"] = {0.0, 0.2};  // 0.2 ms per prompt token: 1 ms for the 5-token prompt
+  const CostProfile p = CostProfile::from_json(j, "overhead profile");
+  EXPECT_NEAR(p.step_ms(1, 4, 10), 14.5, 1e-12);
+  // One request: 10 ms prefill + 0.5, then two steps of 4·1 + 10 + 0.5 ms, the first with the 1 ms catch-up.
+  auto pol = make_policy("fcfs", p.policy_context(4));
+  SimOptions o;
+  o.draft_len = 4;
+  const SimResult one_run = simulate(one(true, false), *pol, p, o);
+  EXPECT_NEAR(one_run.requests[0].finish_s, 0.0405, 1e-12);
+  EXPECT_NEAR(mean_service_s(one(true, false), p, 4), 0.0405, 1e-12);
+  // Two identical requests served round-robin (las in iterations) at B = 1:
+  // A prefill, B prefill, A, B, A, B — the last four steps resume the other request.
+  Workload w = one(true, false);
+  WorkloadRequest second = w.requests[0];
+  second.id = 1;
+  w.requests.push_back(second);
+  auto las = make_policy("las:service_unit=iterations", p.policy_context(4));
+  o.record_events = true;
+  const SimResult r = simulate(w, *las, p, o);
+  ASSERT_EQ(r.events.size(), 6u);
+  const double expect_ms[] = {10.5, 10.5, 14.5 + 3 + 1, 14.5 + 3 + 1, 14.5 + 3, 14.5 + 3};
+  for (size_t k = 0; k < 6; ++k) {
+    EXPECT_EQ(r.events[k].ran, (std::vector<RequestId>{static_cast<RequestId>(k % 2)})) << k;
+    EXPECT_NEAR(1000 * (r.events[k].end_s - r.events[k].start_s), expect_ms[k], 1e-9) << k;
+  }
+  // step_cost_ms: a batch of a prefill member and two decoders, one resumed.
+  const StepMember ms[] = {{5, false, 0, 0, false}, {0, true, 10, 2, true}, {0, true, 20, 4, false}};
+  EXPECT_NEAR(step_cost_ms(p, ms, p.preempt_ms()), 10 + 3 * 1 + 10 + 0.5 + 3, 1e-12);
+  StepMember catching_up{0, true, 10, 4, false, 5};
+  EXPECT_NEAR(step_cost_ms(p, std::span<const StepMember>(&catching_up, 1), 0), 4 + 10 + 0.5 + 1, 1e-12);
+}
