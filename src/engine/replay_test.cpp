@@ -66,16 +66,8 @@ TEST(EngineProfile, MeasuresPositiveTablesThatRoundTrip) {
     }
   EXPECT_GT(p.prefill_ms(1), 0);
   EXPECT_GT(p.prefill_ms(32), 0);
-  // Monotone-ish in batch: four sequences' work, summed over the grid, is not
-  // less than one's (4x the tokens; a single noisy cell cannot decide it).
-  double v1 = 0, v4 = 0, d1 = 0, d4 = 0;
-  for (double c : {32.0, 128.0}) {
-    d1 += p.draft_ms(1, c);
-    d4 += p.draft_ms(4, c);
-    for (int n : {0, 2, 4}) v1 += p.verify_ms(1, n, c), v4 += p.verify_ms(4, n, c);
-  }
-  EXPECT_GE(v4, v1);
-  EXPECT_GE(d4, d1);
+  // (No comparison of measured times here: tests make no wall-clock assertions; the
+  // tables' shapes and signs are what is checked.)
   EXPECT_EQ(p.draft, "layerskip");
   // Measured through real Engine steps: a step overhead per batch size and a switch cost, both >= 0.
   EXPECT_TRUE(p.has_step_overhead());
