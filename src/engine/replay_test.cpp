@@ -234,8 +234,12 @@ TEST(EngineReplay, SimulatorReproducesTheRecordedStepSequence) {
       // Every request with more than one output token has one first decode step (request 3 has one token).
       EXPECT_EQ(catchups, 4);
       // las alternates the requests at B = 1: the switch cost is actually exercised.
-      if (B == 1 && pol.rfind("las", 0) == 0) EXPECT_GT(resumed, 0);
-      if (pol == "fcfs") EXPECT_EQ(resumed, 0);
+      if (B == 1 && pol.rfind("las", 0) == 0) {
+        EXPECT_GT(resumed, 0);
+      }
+      if (pol == "fcfs") {
+        EXPECT_EQ(resumed, 0);
+      }
     }
 }
 
