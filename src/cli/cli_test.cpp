@@ -78,6 +78,10 @@ TEST(BadInput, MissingFile) {
   expect_clean_error(run_cli("info -m /nonexistent/dir/"), "/nonexistent/dir/", "missing dir");
 }
 
+TEST(BadInput, InfoWithModelAndPreset) {
+  expect_clean_error(run_cli("info -m " + tiny_gguf("both.gguf") + " --preset llama-110m"), "not both", "-m and --preset");
+}
+
 TEST(BadInput, WrongMagic) {
   const std::string p = tmp("wrong_magic.gguf");
   spit(p, "GGUX" + std::string(100, '\0'));

@@ -5,6 +5,7 @@
 #include <array>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <iostream>
 #include <memory>
 #include <set>
@@ -121,6 +122,12 @@ class ReplayCmd : public Command {
       if (!(r > 0)) fail(ErrorKind::InvalidInput, "--rates: {} is not a positive rate", r);
     for (double l : loads_)
       if (!(l > 0)) fail(ErrorKind::InvalidInput, "--loads: {} is not a positive load", l);
+    if (!record_.empty()) {  // --record must not overwrite the workload it replays
+      std::error_code ec;
+      const auto a = std::filesystem::weakly_canonical(record_, ec), b = std::filesystem::weakly_canonical(workload_, ec);
+      if (a == b || std::filesystem::equivalent(record_, workload_, ec))
+        fail(ErrorKind::InvalidInput, "--record {} is the --workload file itself: give another path", record_);
+    }
     const sched::Workload base = sched::load_workload(workload_);
     const bool traced = std::all_of(base.requests.begin(), base.requests.end(),
                                     [](const sched::WorkloadRequest& r) { return !r.accepted.empty(); });

@@ -122,4 +122,12 @@ TEST(CliReplay, BadInput) {
   const CmdRun l = harmonia_cmd("replay -m " + model() + " --workload " + late + " --profile " + prof);
   EXPECT_EQ(l.code, 2) << l.err;
   EXPECT_NE(l.err.find("real time"), std::string::npos) << l.err;
+  // --record naming the workload itself would overwrite it: refused, the file kept.
+  const CmdRun r = harmonia_cmd("replay -m " + model() + " --workload " + wl + " --profile " + prof + " --record " + wl);
+  EXPECT_EQ(r.code, 2) << r.err;
+  EXPECT_NE(r.err.find("is the --workload file itself"), std::string::npos) << r.err;
+  std::ifstream kept(wl);
+  std::string line;
+  std::getline(kept, line);
+  EXPECT_NE(line.find("output_tokens"), std::string::npos) << line;
 }

@@ -340,6 +340,7 @@ class InfoCmd : public Command {
   int run() override {
     // --preset needs no weights: the shape alone answers (an 8B preset would
     // otherwise allocate and fill gigabytes).
+    if (!mf_.model.empty() && !mf_.preset.empty()) fail(ErrorKind::InvalidInput, "give either -m or --preset, not both");
     std::unique_ptr<Model> m = mf_.preset.empty() ? mf_.load() : shape_only(mf_);
     const ModelConfig& c = m->config;
     json j;
