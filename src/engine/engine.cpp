@@ -52,8 +52,13 @@ Engine::~Engine() { stop(); }
 
 double Engine::now_s() const { return (now_ms() - t0_ms_) / 1000.0; }
 
-size_t Engine::kv_bytes_for(const kv::PolicySpec& spec, int64_t tokens) const {
+size_t Engine::kv_bytes_for(const kv::PolicySpec& spec, int64_t tokens, int64_t rollback) const {
   auto p = kv::make_policy(spec.name, kv_shape(target_.config, o_.ctx), spec.options);
+  if (rollback > 0 && !p->reserve_rollback(rollback))
+    fail(ErrorKind::InvalidInput,
+         "speculative decoding is not supported with kv policy '{}' (its evictions or quantisation cannot be rolled "
+         "back)",
+         spec.name);
   p->plan(tokens, 0);
   return kv::ledger_total(p->bytes_at(tokens));
 }
@@ -72,15 +77,13 @@ int64_t Engine::submit(RequestOptions r, Callback cb) {
       fail(ErrorKind::InvalidInput, "prompt token id {} is outside the vocabulary [0, {})", t, target_.config.vocab_size);
   r.sampling.validate();
   r.speculative.validate();
-  // H2O evicts a token at every step once over budget and cannot restore it, so
-  // rejected drafts could not be rolled back.
-  if (r.speculative.drafter != "none" && r.kv.name == "h2o")
-    fail(ErrorKind::InvalidInput, "speculative decoding is not supported with kv policy 'h2o' (its evictions cannot be rolled back)");
   if (r.speculative.drafter == "draft" && !draft_)
     fail(ErrorKind::InvalidInput, "speculative drafter 'draft' needs the server started with a draft model");
   auto seq = std::make_unique<Seq>();
   // Validates the KV policy and options now, so a bad request fails at submit.
-  seq->reserved = kv_bytes_for(r.kv, P + r.max_tokens);
+  // (and whether it can roll back rejected drafts: h2o and kivi cannot, refused here)
+  const int64_t rollback = r.speculative.drafter != "none" ? r.speculative.n : 0;
+  seq->reserved = kv_bytes_for(r.kv, P + r.max_tokens, rollback);
   if (o_.kv_budget_bytes && seq->reserved > o_.kv_budget_bytes)
     fail(ErrorKind::InvalidInput, "the request needs {} KV bytes ({} tokens under '{}') but the budget is {}",
          seq->reserved, P + r.max_tokens, r.kv.label(), o_.kv_budget_bytes);
@@ -332,6 +335,7 @@ bool Engine::step() {
     s.q.clear();
     if (!s.kv) {
       s.kv = kv::make_policy(s.r.kv.name, kv_shape(target_.config, o_.ctx), s.r.kv.options);
+      if (s.drafter) s.kv->reserve_rollback(s.r.speculative.n);  // checked at submit
       s.kv->plan(static_cast<int64_t>(s.tokens.size()), s.r.max_tokens - s.usage.completion_tokens);
       s.computed = 0;
     }

@@ -167,7 +167,8 @@ class Engine {
   const EngineOptions& options() const { return o_; }
   const Model& model() const { return target_; }
   // KV bytes one sequence of `tokens` tokens holds under `kv` (admission uses this).
-  size_t kv_bytes_for(const kv::PolicySpec& kv, int64_t tokens) const;
+  // rollback: speculative draft length n (Policy::reserve_rollback), 0 without drafting.
+  size_t kv_bytes_for(const kv::PolicySpec& kv, int64_t tokens, int64_t rollback = 0) const;
 
  private:
   struct Seq;

@@ -435,6 +435,24 @@ void RowStore::attend(int layer, int64_t n_q, const float* q, float* out, float*
                       score_sum);
 }
 
+void RowStore::attend_window(int layer, int64_t n_q, const float* q, float* out, int64_t head,
+                             const int64_t* first) const {
+  const Layer& L = layers_[layer];
+  if (L.skip > 0 && L.split != head)
+    fail(ErrorKind::Internal, "row store: window attention with a hole at row {}, not at {}", L.split, head);
+  const int64_t qd = static_cast<int64_t>(s_.n_heads) * s_.head_dim;
+  for (int64_t i = 0; i < n_q; ++i) {
+    const int64_t own = L.rows - n_q + i;
+    if (first[i] < head || (first[i] > head && first[i] > own))
+      fail(ErrorKind::Internal, "row store: window of query {} starts at row {} (head {}, own row {})", i, first[i],
+           head, own);
+    // Logical key t < head is row t; key t >= head is row first[i] + (t - head),
+    // i.e. a hole of first[i] - head rows on top of the store's own.
+    causal_attention_ex(s_, 1, q + i * qd, L.k.data(), L.v.data(), head + (own - first[i] + 1), L.cap * s_.head_dim,
+                        head, L.skip + (first[i] - head), out + i * qd, nullptr);
+  }
+}
+
 const float* RowStore::key(int layer, int h, int64_t r) const {
   const Layer& L = layers_[layer];
   return L.k.data() + (h * L.cap + phys(L, r)) * s_.head_dim;

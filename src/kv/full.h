@@ -112,6 +112,12 @@ class RowStore {
   // Causal attention of the step's n_q queries (the last n_q rows are their
   // tokens); score_sum as in causal_attention_ex ([n_kv_heads][rows]).
   void attend(int layer, int64_t n_q, const float* q, float* out, float* score_sum = nullptr) const;
+  // The same with a sliding window per query: query i (row rows - n_q + i) sees
+  // rows [0, head) and rows [first[i], its own row], head <= first[i] (first[i]
+  // == head: every row up to its own, also when that row is < head). The
+  // store's hole, if any, must start at `head` (StreamingLLM's sinks). Same
+  // arithmetic per query as attend over those rows.
+  void attend_window(int layer, int64_t n_q, const float* q, float* out, int64_t head, const int64_t* first) const;
   // Row r of kv head h: [head_dim].
   const float* key(int layer, int h, int64_t r) const;
   const float* value(int layer, int h, int64_t r) const;

@@ -55,6 +55,8 @@ class H2OCache : public Policy {
   // Supported back to the length at which tokens were last evicted; below it
   // throws Error(Unsupported).
   void truncate(int64_t n) override;
+  // False: a token is evicted at every step once over budget and cannot be restored.
+  bool reserve_rollback(int64_t) override { return false; }
   void clear() override;
   // {"keys", "values"}: fp32 rows, n_layers * n_kv_heads * rows * head_dim * 4
   // each; "scores": one fp32 accumulated score per retained row.

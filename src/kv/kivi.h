@@ -59,6 +59,9 @@ class KIVICache : public Policy {
   int64_t n_stored() const override;
   // Supported while the tokens to drop are all full precision; else Error(Unsupported).
   void truncate(int64_t n) override;
+  // False: tokens are quantised group by group as they leave the residual, and a
+  // rollback past a quantised group cannot be undone (see truncate).
+  bool reserve_rollback(int64_t) override { return false; }
   void clear() override;
   ByteLedger bytes() const override;
   ByteLedger bytes_at(int64_t n_tokens) const override;

@@ -67,6 +67,20 @@ class Policy {
   // advances by n; policies may compress or evict here.
   virtual void commit(int64_t n) = 0;
 
+  // Speculative decoding: after each commit() the engine may truncate() back by
+  // up to `tokens` tokens (rejected drafts). Called before the first append.
+  // A policy that evicts or compresses keeps what such a rollback needs (counted
+  // by bytes() and bytes_at()) while attending exactly as without it; returns
+  // false where it cannot promise that, and the engine then refuses speculative
+  // decoding for the request up front (instead of failing at some rollback).
+  // Default: true, for policies whose truncate() works back to any length after
+  // the prompt (full, snapkv, pyramidkv; fourier through its own undo log,
+  // option `rollback`).
+  virtual bool reserve_rollback(int64_t tokens) {
+    (void)tokens;
+    return true;
+  }
+
   // Logical length: tokens the sequence has seen (= next RoPE position).
   virtual int64_t n_tokens() const = 0;
   // Tokens whose K/V are retained exactly (<= n_tokens()).

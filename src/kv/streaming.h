@@ -6,7 +6,10 @@
 //
 // Timing follows the reference evaluation loop (eval_long_ppl.py with
 // StartRecentKVCache): a step attends over everything retained plus its own
-// tokens, then the cache is cut back to sink + window at commit. The prompt is
+// tokens, then the cache is cut back to sink + window at commit. A decode step
+// of several tokens (speculative verification) attends as that many one-token
+// steps would: its query at position p sees the sinks and positions
+// [max(sink, p - window), p], older retained rows masked. The prompt is
 // kept exact until it is complete (Policy::plan), so prefill attention and the
 // first generated token equal full's; it is cut back when its last token is
 // committed.
@@ -46,10 +49,14 @@ class StreamingCache : public Policy {
   void append(int layer, int64_t n, const float* k, const float* v) override;
   void attend(int layer, int64_t n, const float* q, float* out) override;
   void commit(int64_t n) override;
+  // Keeps `tokens` rows beyond the window (masked out of attention) so that a
+  // rollback of that many tokens finds the window it had. Always true.
+  bool reserve_rollback(int64_t tokens) override;
   int64_t n_tokens() const override { return n_tokens_; }
   int64_t n_stored() const override { return store_.rows(0); }
-  // Supported back to the length at which tokens were last evicted; below it
-  // throws Error(Unsupported) (the dropped tokens are gone).
+  // Supported back to any length n whose window [max(sink, n - window), n) is
+  // still retained (with reserve_rollback(r): n >= the length at the last
+  // eviction - r); below it throws Error(Unsupported) (the dropped tokens are gone).
   void truncate(int64_t n) override;
   void clear() override;
   // {"sinks", "local"}: K+V fp32 of the sink tokens and of the rest retained,
@@ -67,6 +74,8 @@ class StreamingCache : public Policy {
   PromptClock clock_;
   int64_t n_tokens_ = 0;
   int64_t evicted_at_ = 0;        // logical length after the last eviction (0: none)
+  int64_t oldest_ = 0;            // position of the oldest retained non-sink token (valid once evicted)
+  int64_t margin_ = 0;            // reserve_rollback: rows kept beyond the window
   std::vector<int64_t> pending_;  // [n_layers] tokens appended in this step
   ByteLedger ledger(int64_t stored) const;
 };

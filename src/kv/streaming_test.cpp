@@ -119,6 +119,58 @@ TEST(Streaming, TruncateBackToTheLastEviction) {
   EXPECT_EQ(find_key(x, 1, 1, d.store().key(1, 1, 11)), 11);
 }
 
+// Speculative decoding: steps of 1 + k tokens (k drafts, the rejected ones junk),
+// each followed by a rollback to the accepted length. With reserve_rollback(4)
+// every accepted query attends exactly as in one-token decoding (older retained
+// rows masked), and rollbacks past the margin are refused.
+TEST(Streaming, SpeculativeStepsWithRollbackAttendAsOneTokenSteps) {
+  for (const Shape& s : kShapes) {
+    const int64_t S = 2, W = 5, P = 9, N = 70, margin = 4;
+    const Seq x = random_seq(s, N, 21, 2.0f), junk = random_seq(s, N, 22, 2.0f);
+    StreamingCache ref(s, {S, W});
+    const Outputs want = run(ref, x, P, P);
+    StreamingCache c(s, {S, W});
+    ASSERT_TRUE(c.reserve_rollback(margin));
+    c.plan(P, N - P);
+    const size_t qd = x.q_dim(), kvd = x.kv_dim();
+    std::vector<float> got(qd * (margin + 1)), K(kvd * (margin + 1)), V(K.size()), Q(got.size());
+    std::vector<float> prompt_out(qd * P);
+    for (int l = 0; l < s.n_layers; ++l) {
+      c.append(l, P, x.K(l, 0), x.V(l, 0));
+      c.attend(l, P, x.Q(l, 0), prompt_out.data());
+    }
+    c.commit(P);
+    std::mt19937 rng(5);
+    int64_t t = P, steps_with_rejects = 0;
+    while (t < N) {
+      const int64_t n = std::min<int64_t>(1 + rng() % (margin + 1), N - t);  // 1 + k tokens
+      const int64_t ok = 1 + rng() % n;  // positions t .. t + ok - 1 are the true tokens
+      steps_with_rejects += ok < n;
+      for (int l = 0; l < s.n_layers; ++l) {
+        for (int64_t j = 0; j < n; ++j) {
+          const Seq& src = j < ok ? x : junk;
+          std::copy_n(src.K(l, t + j), kvd, K.data() + j * kvd);
+          std::copy_n(src.V(l, t + j), kvd, V.data() + j * kvd);
+          std::copy_n(src.Q(l, t + j), qd, Q.data() + j * qd);
+        }
+        c.append(l, n, K.data(), V.data());
+        c.attend(l, n, Q.data(), got.data());
+        for (int64_t j = 0; j < ok; ++j)
+          EXPECT_LT(rel_err(got.data() + j * qd, want.data() + (l * x.n + t + j) * qd, qd), 1e-6)
+              << "layer " << l << " position " << t + j << " in a step of " << n;
+      }
+      c.commit(n);
+      c.truncate(t + ok);
+      t += ok;
+      EXPECT_LE(c.n_stored(), S + W + margin);
+    }
+    EXPECT_GT(steps_with_rejects, 5);
+    // Admission control counts the margin: sinks + window + margin rows.
+    EXPECT_EQ(ledger_total(c.bytes_at(N)), static_cast<size_t>(S + W + margin) * s.n_layers * kvd * 4 * 2);
+    EXPECT_EQ(error_kind([&] { c.truncate(c.n_tokens() - margin - 1); }), ErrorKind::Unsupported);
+  }
+}
+
 TEST(Streaming, OptionErrors) {
   const Shape s = shape(1, 2, 2, 8);
   EXPECT_EQ(error_kind([&] { make_policy("streaming", s, {{"window", "-1"}}); }), ErrorKind::InvalidInput);
