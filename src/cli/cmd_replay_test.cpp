@@ -111,6 +111,12 @@ TEST(CliReplay, BadInput) {
   const CmdRun b = harmonia_cmd("bench --profile -m " + model() + " --spec ngram");
   EXPECT_EQ(b.code, 2);
   EXPECT_NE(b.err.find("needs -o FILE"), std::string::npos) << b.err;
+  // Plain-bench flags are refused with --profile instead of being ignored.
+  for (const std::string flag : {"--kv streaming", "-d 64", "--json"}) {
+    const CmdRun f = harmonia_cmd("bench --profile -m " + model() + " --spec ngram -o " + tmp("unused.json") + " " + flag);
+    EXPECT_EQ(f.code, 2) << flag;
+    EXPECT_NE(f.err.find("does not apply to the cost profile"), std::string::npos) << flag << ": " << f.err;
+  }
   // A prompt far beyond the context is refused before anything is allocated; an arrival a
   // century away is refused instead of waited for (replay runs in real time).
   const std::string huge = tmp("huge.jsonl"), late = tmp("late.jsonl");

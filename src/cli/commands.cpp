@@ -595,6 +595,10 @@ class BenchCmd : public Command {
     dev_.check();
     if (bench_profile_requested(*profile_)) {
       if (dev_.cuda()) fail(ErrorKind::Unsupported, "--device cuda: bench --profile runs on the CPU only");
+      // The profile measures its own grid (its --profile-* flags); these would be silently ignored.
+      for (const char* f : {"--n-prompt", "--n-gen", "--depth", "--reps", "--kv", "--kv-opt", "--fill", "--no-bandwidth", "--json"})
+        if (sub_->count(f) > 0)
+          fail(ErrorKind::InvalidInput, "bench --profile: {} does not apply to the cost profile (see bench --help)", f);
       return run_bench_profile(*profile_, mf_, o_.threads);
     }
     if (o_.reps < 1) fail(ErrorKind::InvalidInput, "-r/--reps must be >= 1, got {}", o_.reps);
