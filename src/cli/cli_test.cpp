@@ -13,6 +13,7 @@
 #include <sys/wait.h>
 
 #include "common/testing.h"
+#include "common/testing_cli.h"
 #include "gguf/gguf.h"
 #include "model/presets.h"
 
@@ -21,47 +22,14 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct CliRun {
-  int code = -1;
-  std::string out, err;
-};
+using cli_testing::CliRun;
+using cli_testing::expect_clean_error;
+using cli_testing::slurp;
+using cli_testing::spit;
 
-std::string slurp(const std::string& p) {
-  std::ifstream f(p, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(f), {});
-}
-void spit(const std::string& p, const std::string& s) {
-  std::ofstream f(p, std::ios::binary | std::ios::trunc);
-  f.write(s.data(), static_cast<std::streamsize>(s.size()));
-}
+std::string tmp(const std::string& name) { return cli_testing::scratch_path("cli", name); }
 
-std::string tmp(const std::string& name) {
-  const fs::path d = fs::temp_directory_path() / ("harmonia_cli_" + std::to_string(::getpid()));
-  fs::create_directories(d);
-  return (d / name).string();
-}
-
-CliRun run_cli(const std::string& args) {
-  // CTest sets HARMONIA_BIN; run by hand, the binary sits beside this test.
-  const char* env = std::getenv("HARMONIA_BIN");
-  const std::string bin = env ? env : (fs::read_symlink("/proc/self/exe").parent_path() / "harmonia").string();
-  CliRun r;
-  const std::string o = tmp("stdout"), e = tmp("stderr");
-  const std::string cmd = bin + " " + args + " >" + o + " 2>" + e + " </dev/null";
-  const int st = std::system(cmd.c_str());
-  r.code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-  r.out = slurp(o);
-  r.err = slurp(e);
-  return r;
-}
-
-// The contract for bad input: exit 2 and exactly one line on stderr that names `needle`.
-void expect_clean_error(const CliRun& r, const std::string& needle, const std::string& what) {
-  EXPECT_EQ(r.code, 2) << what << "\nstderr: " << r.err;
-  EXPECT_NE(r.err.find("harmonia: error: "), std::string::npos) << what << ": " << r.err;
-  EXPECT_NE(r.err.find(needle), std::string::npos) << what << ": expected '" << needle << "' in: " << r.err;
-  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << what << ": not one line: " << r.err;
-}
+CliRun run_cli(const std::string& args) { return cli_testing::run_harmonia(args, "cli"); }
 
 std::string tiny_gguf(const std::string& name, void (*tweak)(Model&) = nullptr) {
   auto m = make_random_model(preset_config("tiny-llama"), {});

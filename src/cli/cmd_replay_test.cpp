@@ -12,38 +12,18 @@
 #include <unistd.h>
 
 #include "common/testing.h"
+#include "common/testing_cli.h"
 
 namespace fs = std::filesystem;
 
 namespace {
 
-struct CmdRun {
-  int code = -1;
-  std::string out, err;
-};
+using harmonia::cli_testing::CliRun;
+using harmonia::cli_testing::slurp;
 
-std::string slurp(const std::string& p) {
-  std::ifstream f(p, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(f), {});
-}
+std::string tmp(const std::string& name) { return harmonia::cli_testing::scratch_path("replay", name); }
 
-std::string tmp(const std::string& name) {
-  const fs::path d = fs::temp_directory_path() / ("harmonia_replay_" + std::to_string(::getpid()));
-  fs::create_directories(d);
-  return (d / name).string();
-}
-
-CmdRun harmonia_cmd(const std::string& args) {
-  const char* env = std::getenv("HARMONIA_BIN");
-  const std::string bin = env ? env : (fs::read_symlink("/proc/self/exe").parent_path() / "harmonia").string();
-  const std::string o = tmp("stdout"), e = tmp("stderr");
-  const int st = std::system((bin + " " + args + " >" + o + " 2>" + e + " </dev/null").c_str());
-  CmdRun r;
-  r.code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-  r.out = slurp(o);
-  r.err = slurp(e);
-  return r;
-}
+CliRun harmonia_cmd(const std::string& args) { return harmonia::cli_testing::run_harmonia(args, "replay"); }
 
 const std::string& model() {
   static const std::string m = harmonia::shared_path("models/stories260K/stories260K.gguf");
@@ -55,7 +35,7 @@ const std::string& model() {
 TEST(CliReplay, ProfileRecordSimulateAndCompare) {
   HARMONIA_REQUIRE_SHARED("models/stories260K/stories260K.gguf");
   const std::string prof = tmp("profile.json"), wl = tmp("w.jsonl"), rec = tmp("rec.jsonl");
-  const CmdRun p = harmonia_cmd("bench --profile -m " + model() + " --spec ngram -t 1 --ctx 256 --batches 1,2 --draft-lens 0,2 "
+  const CliRun p = harmonia_cmd("bench --profile -m " + model() + " --spec ngram -t 1 --ctx 256 --batches 1,2 --draft-lens 0,2 "
                              "--contexts 32,128 --prefill-tokens 1,32 --profile-reps 2 -o " + prof);
   ASSERT_EQ(p.code, 0) << p.err;
   const auto pj = nlohmann::json::parse(slurp(prof));
@@ -68,7 +48,7 @@ TEST(CliReplay, ProfileRecordSimulateAndCompare) {
                     << R"({"id": 2, "arrival_s": 0.002, "prompt": "Once upon a time", "output_tokens": 3})" "\n"
                     << R"({"id": 3, "arrival_s": 0.02, "prompt_tokens": 40, "output_tokens": 9})" "\n";
   const std::string common = "-m " + model() + " --spec ngram --draft-n 2 -t 1 -c 256 --profile " + prof;
-  const CmdRun r = harmonia_cmd("replay " + common + " --workload " + wl + " --sched fcfs,laps-sd --record " + rec + " --json");
+  const CliRun r = harmonia_cmd("replay " + common + " --workload " + wl + " --sched fcfs,laps-sd --record " + rec + " --json");
   ASSERT_EQ(r.code, 0) << r.err;
   const auto j = nlohmann::json::parse(r.out);
   ASSERT_EQ(j["points"][0]["results"].size(), 2u);
@@ -82,14 +62,14 @@ TEST(CliReplay, ProfileRecordSimulateAndCompare) {
   const std::string text = slurp(rec);
   EXPECT_NE(text.find("\"first_step\":\"prefill\""), std::string::npos) << text;
   EXPECT_NE(text.find("\"drafted\""), std::string::npos);
-  const CmdRun s = harmonia_cmd("simulate --workload " + rec + " --profile " + prof + " --sched fcfs,srpt-oracle --json");
+  const CliRun s = harmonia_cmd("simulate --workload " + rec + " --profile " + prof + " --sched fcfs,srpt-oracle --json");
   ASSERT_EQ(s.code, 0) << s.err;
   const auto sj = nlohmann::json::parse(s.out);
   EXPECT_EQ(sj["draft_len"], 2);
   EXPECT_EQ(sj["points"][0]["results"][1]["requests"], 4);
 
   // Replaying the recorded workload at a load, next to its simulation.
-  const CmdRun c = harmonia_cmd("replay " + common + " --workload " + rec + " --sched fcfs,srpt-oracle --loads 0.5 --compare");
+  const CliRun c = harmonia_cmd("replay " + common + " --workload " + rec + " --sched fcfs,srpt-oracle --loads 0.5 --compare");
   ASSERT_EQ(c.code, 0) << c.err;
   EXPECT_NE(c.out.find("(load 0.50)"), std::string::npos) << c.out;
   EXPECT_NE(c.out.find("sim/real"), std::string::npos) << c.out;
@@ -100,20 +80,20 @@ TEST(CliReplay, BadInput) {
   HARMONIA_REQUIRE_SHARED("models/stories260K/stories260K.gguf");
   const std::string wl = tmp("plain.jsonl"), prof = tmp("p.json");
   std::ofstream(wl) << R"({"arrival_s": 0, "prompt_tokens": 4, "output_tokens": 3})" "\n";
-  const CmdRun none = harmonia_cmd("replay -m " + model() + " --workload " + wl);
+  const CliRun none = harmonia_cmd("replay -m " + model() + " --workload " + wl);
   EXPECT_EQ(none.code, 2);
   EXPECT_NE(none.err.find("--profile"), std::string::npos) << none.err;
-  const CmdRun w = harmonia_cmd("simulate --synthetic reference:requests=3 --write-profile " + prof + " --sched fcfs");
+  const CliRun w = harmonia_cmd("simulate --synthetic reference:requests=3 --write-profile " + prof + " --sched fcfs");
   ASSERT_EQ(w.code, 0) << w.err;
-  const CmdRun c = harmonia_cmd("replay -m " + model() + " --spec ngram --workload " + wl + " --profile " + prof + " --compare");
+  const CliRun c = harmonia_cmd("replay -m " + model() + " --spec ngram --workload " + wl + " --profile " + prof + " --compare");
   EXPECT_EQ(c.code, 2);
   EXPECT_NE(c.err.find("need an acceptance trace for every request"), std::string::npos) << c.err;
-  const CmdRun b = harmonia_cmd("bench --profile -m " + model() + " --spec ngram");
+  const CliRun b = harmonia_cmd("bench --profile -m " + model() + " --spec ngram");
   EXPECT_EQ(b.code, 2);
   EXPECT_NE(b.err.find("needs -o FILE"), std::string::npos) << b.err;
   // Plain-bench flags are refused with --profile instead of being ignored.
   for (const std::string flag : {"--kv streaming", "-d 64", "--json"}) {
-    const CmdRun f = harmonia_cmd("bench --profile -m " + model() + " --spec ngram -o " + tmp("unused.json") + " " + flag);
+    const CliRun f = harmonia_cmd("bench --profile -m " + model() + " --spec ngram -o " + tmp("unused.json") + " " + flag);
     EXPECT_EQ(f.code, 2) << flag;
     EXPECT_NE(f.err.find("does not apply to the cost profile"), std::string::npos) << flag << ": " << f.err;
   }
@@ -121,15 +101,15 @@ TEST(CliReplay, BadInput) {
   // century away is refused instead of waited for (replay runs in real time).
   const std::string huge = tmp("huge.jsonl"), late = tmp("late.jsonl");
   std::ofstream(huge) << R"({"arrival_s": 0, "prompt_tokens": 1e12, "output_tokens": 3})" "\n";
-  const CmdRun h = harmonia_cmd("replay -m " + model() + " --workload " + huge + " --profile " + prof);
+  const CliRun h = harmonia_cmd("replay -m " + model() + " --workload " + huge + " --profile " + prof);
   EXPECT_EQ(h.code, 2) << h.err;
   EXPECT_NE(h.err.find("but the context is"), std::string::npos) << h.err;
   std::ofstream(late) << R"({"arrival_s": 1e308, "prompt_tokens": 4, "output_tokens": 3})" "\n";
-  const CmdRun l = harmonia_cmd("replay -m " + model() + " --workload " + late + " --profile " + prof);
+  const CliRun l = harmonia_cmd("replay -m " + model() + " --workload " + late + " --profile " + prof);
   EXPECT_EQ(l.code, 2) << l.err;
   EXPECT_NE(l.err.find("real time"), std::string::npos) << l.err;
   // --record naming the workload itself would overwrite it: refused, the file kept.
-  const CmdRun r = harmonia_cmd("replay -m " + model() + " --workload " + wl + " --profile " + prof + " --record " + wl);
+  const CliRun r = harmonia_cmd("replay -m " + model() + " --workload " + wl + " --profile " + prof + " --record " + wl);
   EXPECT_EQ(r.code, 2) << r.err;
   EXPECT_NE(r.err.find("is the --workload file itself"), std::string::npos) << r.err;
   std::ifstream kept(wl);

@@ -10,49 +10,27 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "common/testing_cli.h"
+
 namespace fs = std::filesystem;
 
 namespace {
 
-struct SimRun {
-  int code = -1;
-  std::string out, err;
-};
+using harmonia::cli_testing::CliRun;
 
-std::string slurp(const std::string& p) {
-  std::ifstream f(p, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(f), {});
-}
+using harmonia::cli_testing::slurp;
 
-std::string tmp(const std::string& name) {
-  const fs::path d = fs::temp_directory_path() / ("harmonia_sim_" + std::to_string(::getpid()));
-  fs::create_directories(d);
-  return (d / name).string();
-}
+std::string tmp(const std::string& name) { return harmonia::cli_testing::scratch_path("sim", name); }
 
-SimRun simulate(const std::string& args) {
-  const char* env = std::getenv("HARMONIA_BIN");
-  const std::string bin = env ? env : (fs::read_symlink("/proc/self/exe").parent_path() / "harmonia").string();
-  const std::string o = tmp("stdout"), e = tmp("stderr");
-  const int st = std::system((bin + " simulate " + args + " >" + o + " 2>" + e + " </dev/null").c_str());
-  SimRun r;
-  r.code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-  r.out = slurp(o);
-  r.err = slurp(e);
-  return r;
-}
+CliRun simulate(const std::string& args) { return harmonia::cli_testing::run_harmonia("simulate " + args, "sim"); }
 
-void expect_error(const SimRun& r, const std::string& needle) {
-  EXPECT_EQ(r.code, 2) << r.err;
-  EXPECT_NE(r.err.find(needle), std::string::npos) << "expected '" << needle << "' in: " << r.err;
-  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
-}
+void expect_error(const CliRun& r, const std::string& needle) { harmonia::cli_testing::expect_clean_error(r, needle); }
 
 }  // namespace
 
 TEST(CliSimulate, SweepJsonAndPlots) {
   const std::string svg = tmp("plot.svg"), png = tmp("plot.png"), wl = tmp("w.jsonl");
-  const SimRun r = simulate("--synthetic reference:requests=60:seed=2 --rates 0.3,0.6 --sched fcfs,laps-sd,mlfq --json "
+  const CliRun r = simulate("--synthetic reference:requests=60:seed=2 --rates 0.3,0.6 --sched fcfs,laps-sd,mlfq --json "
                          "--plot " + svg + " --plot " + png + " --write-workload " + wl);
   ASSERT_EQ(r.code, 0) << r.err;
   const auto j = nlohmann::json::parse(r.out);
@@ -63,7 +41,7 @@ TEST(CliSimulate, SweepJsonAndPlots) {
   EXPECT_NE(slurp(svg).find("<svg"), std::string::npos);
   EXPECT_EQ(slurp(png).substr(0, 4), "\x89PNG");
   // The saved workload replays to the same first-point results.
-  const SimRun again = simulate("--workload " + wl + " --sched fcfs,laps-sd,mlfq --json");
+  const CliRun again = simulate("--workload " + wl + " --sched fcfs,laps-sd,mlfq --json");
   ASSERT_EQ(again.code, 0) << again.err;
   const auto k = nlohmann::json::parse(again.out);
   EXPECT_DOUBLE_EQ(k["points"][0]["results"][1]["mean_latency_s"].get<double>(),
@@ -71,7 +49,7 @@ TEST(CliSimulate, SweepJsonAndPlots) {
 }
 
 TEST(CliSimulate, TableOutput) {
-  const SimRun r = simulate("--synthetic single:requests=30:output=50 --loads 0.5 --seeds 2");
+  const CliRun r = simulate("--synthetic single:requests=30:output=50 --loads 0.5 --seeds 2");
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_NE(r.out.find("| laps-sd "), std::string::npos);
   EXPECT_NE(r.out.find("| srpt-oracle "), std::string::npos);

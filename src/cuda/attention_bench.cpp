@@ -3,7 +3,9 @@
 // `fourier` (f32 and bf16 coefficients; FFT, tiled and tiled-fast paths) at Llama-3.1-8B attention shape
 // (32 query heads, 8 KV heads, head_dim 128), against a device-to-device copy
 // measured in the same run. Median of many reps (CUDA events), after warm-up;
-// several layers' buffers are rotated so repeated calls do not hit in L2.
+// several layers' buffers are rotated so repeated calls do not hit in L2. Times are
+// per call of 8 calls queued back to back (as a decode step's layers run); the last
+// column times one call alone, which adds the host's launch latency.
 //
 //   bench_cuda [--reps 50] [--contexts 4096,32768,131072] [--batches 1,16] [--out FILE]
 #include <algorithm>
@@ -43,20 +45,26 @@ double median(std::vector<double> v) {
   return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
-// Median milliseconds of fn(rep) over `reps` calls after `warm` calls, each timed by events.
+// Median milliseconds per call of fn(i): each of `reps` samples times `per` consecutive calls
+// (i = sample * per + j) between one pair of CUDA events, after `warm` calls. per = 1 times a call
+// alone, including the host's launch latency (the GPU is idle when the start event is recorded);
+// per > 1 times calls queued back to back, as the layers of a decode step run.
 template <typename Fn>
-double time_ms(int warm, int reps, Fn fn) {
+double time_ms(int warm, int reps, int per, Fn fn) {
   cuda::EventTimer t;
   for (int i = 0; i < warm; ++i) fn(i);
   cuda::synchronize();
   std::vector<double> ms;
   for (int i = 0; i < reps; ++i) {
     t.start();
-    fn(i);
-    ms.push_back(t.stop_ms());
+    for (int j = 0; j < per; ++j) fn(i * per + j);
+    ms.push_back(t.stop_ms() / per);
   }
   return median(ms);
 }
+
+// Calls per back-to-back sample (the table's times; "alone" is per = 1).
+constexpr int kBackToBack = 8;
 
 // Layer copies to rotate through: enough that they do not fit in L2 together.
 int rotation(size_t bytes_per_layer) {
@@ -111,7 +119,7 @@ int main(int argc, char** argv) {
   {
     cuda::DeviceBuffer a(copy_bytes), b(copy_bytes);
     cuda::fill_uniform_f32(a.as<float>(), copy_bytes / 4, 1);
-    const double ms = time_ms(5, 30, [&](int) { cuda::copy_device(b.get(), a.get(), copy_bytes); });
+    const double ms = time_ms(5, 30, 1, [&](int) { cuda::copy_device(b.get(), a.get(), copy_bytes); });
     copy_gbs = 2.0 * copy_bytes / (ms * 1e-3) / 1e9;
     std::snprintf(buf, sizeof buf, "copy: %.2f GiB D2D in %.3f ms = %.0f GB/s (read + write)", copy_bytes / 1073741824.0,
                   ms, copy_gbs);
@@ -127,8 +135,8 @@ int main(int argc, char** argv) {
   const kv::FourierDims dims = kv::default_fourier_dims(shape, kv::RopeLayout::Half);
   const int dims_layers[] = {0, 10, 21, 31};  // spread over the inverted pyramid
 
-  emit("| policy | context | batch | time/layer (us) | MB read/layer | GB/s | % of copy | fourier time / goal |");
-  emit("|---|---|---|---|---|---|---|---|");
+  emit("| policy | context | batch | time/layer (us) | MB read/layer | GB/s | % of copy | fourier time / goal | one call alone (us) |");
+  emit("|---|---|---|---|---|---|---|---|---|");
   for (int64_t ctx : contexts)
     for (int64_t B : batches) {
       const cuda::DecodeShape ds{static_cast<int>(B), kHeads, kKvHeads, kHeadDim};
@@ -153,14 +161,16 @@ int main(int argc, char** argv) {
         std::vector<int> lens_h(B, static_cast<int>(ctx));
         cuda::DeviceBuffer lens(B * sizeof(int));
         cuda::to_device(lens.get(), lens_h.data(), B * sizeof(int));
-        full_ms = time_ms(5, reps, [&](int i) {
+        auto call = [&](int i) {
           cuda::decode_attention_full(ds, cuda::KvType::BF16, q.as<float>(), k[i % nl].get(), v[i % nl].get(), ctx,
                                       lens.as<int>(), ctx, out.as<float>(), ws);
-        });
+        };
+        full_ms = time_ms(5, reps, kBackToBack, call);
+        const double alone_ms = time_ms(5, reps, 1, call);
         const double gbs = full_bytes / (full_ms * 1e-3) / 1e9;
-        std::snprintf(buf, sizeof buf, "| full bf16 | %lld | %lld | %.1f | %.1f | %.0f | %.1f | |",
+        std::snprintf(buf, sizeof buf, "| full bf16 | %lld | %lld | %.1f | %.1f | %.0f | %.1f | | %.1f |",
                       static_cast<long long>(ctx), static_cast<long long>(B), full_ms * 1e3, full_bytes / 1e6, gbs,
-                      100.0 * gbs / copy_gbs);
+                      100.0 * gbs / copy_gbs, alone_ms * 1e3);
         emit(buf);
       }
 
@@ -201,16 +211,17 @@ int main(int argc, char** argv) {
         }
         const int nl = static_cast<int>(layers.size());
         const double fbytes = static_cast<double>(bytes) / nl;  // mean over the rotated layers
-        const double ms =
-            time_ms(5, reps, [&](int i) { layers[i % nl]->attend(q.as<float>(), out.as<float>(), ws, 0, var.path); });
+        auto call = [&](int i) { layers[i % nl]->attend(q.as<float>(), out.as<float>(), ws, 0, var.path); };
+        const double ms = time_ms(5, reps, kBackToBack, call);
+        const double alone_ms = time_ms(5, reps, 1, call);
         const double gbs = fbytes / (ms * 1e-3) / 1e9;
         const double goal_ms = 1.25 * (fbytes / full_bytes) * full_ms;
         const char* path = var.path == cuda::FourierPath::Fft     ? "fft"
                            : var.path == cuda::FourierPath::Tiled ? "tiled"
                                                                   : "tiled-fast";
-        std::snprintf(buf, sizeof buf, "| fourier %s %s | %lld | %lld | %.1f | %.1f | %.0f | %.1f | %.2f (goal <= 1) |",
+        std::snprintf(buf, sizeof buf, "| fourier %s %s | %lld | %lld | %.1f | %.1f | %.0f | %.1f | %.2f (goal <= 1) | %.1f |",
                       var.bf ? "bf16" : "f32", path, static_cast<long long>(ctx), static_cast<long long>(B), ms * 1e3,
-                      fbytes / 1e6, gbs, 100.0 * gbs / copy_gbs, ms / goal_ms);
+                      fbytes / 1e6, gbs, 100.0 * gbs / copy_gbs, ms / goal_ms, alone_ms * 1e3);
         emit(buf);
       }
     }

@@ -34,14 +34,20 @@ bool plain_greedy(const SamplingOptions& s) {
   return s.temperature == 0.0f && (s.repeat_last_n == 0 || (s.repeat_penalty == 1.0f && s.frequency_penalty == 0.0f &&
                                                              s.presence_penalty == 0.0f));
 }
+
+// Throws Error(InvalidInput) for an empty prompt, a negative max_tokens or bad sampling options
+// (before anything is allocated).
+void validate_request(const std::vector<int32_t>& prompt, const GenerateOptions& opts) {
+  if (prompt.empty()) fail(ErrorKind::InvalidInput, "empty prompt: give at least one token (e.g. BOS)");
+  if (opts.max_tokens < 0) fail(ErrorKind::InvalidInput, "max_tokens must be >= 0, got {}", opts.max_tokens);
+  opts.sampling.validate();
+}
 }  // namespace
 
 GenerateResult generate(Forward& fw, const std::vector<int32_t>& prompt, const GenerateOptions& opts,
                         const std::function<void(const std::string&)>& on_text) {
   const Model& m = fw.model();
-  if (prompt.empty()) fail(ErrorKind::InvalidInput, "empty prompt: give at least one token (e.g. BOS)");
-  if (opts.max_tokens < 0) fail(ErrorKind::InvalidInput, "max_tokens must be >= 0, got {}", opts.max_tokens);
-  opts.sampling.validate();
+  validate_request(prompt, opts);
   const int64_t ctx = resolve_ctx(m, opts.ctx, prompt.size(), opts.max_tokens);
   auto kv = kv::make_policy(opts.kv_policy, kv_shape(m.config, ctx), opts.kv_options);
   kv->plan(static_cast<int64_t>(prompt.size()), opts.max_tokens);
@@ -51,9 +57,7 @@ GenerateResult generate(Forward& fw, const std::vector<int32_t>& prompt, const G
 
 GenerateResult generate(SequenceRunner& seq, const Model& m, int64_t ctx, const std::vector<int32_t>& prompt,
                         const GenerateOptions& opts, const std::function<void(const std::string&)>& on_text) {
-  if (prompt.empty()) fail(ErrorKind::InvalidInput, "empty prompt: give at least one token (e.g. BOS)");
-  if (opts.max_tokens < 0) fail(ErrorKind::InvalidInput, "max_tokens must be >= 0, got {}", opts.max_tokens);
-  opts.sampling.validate();
+  validate_request(prompt, opts);
   GenerateResult res;
   res.prompt_tokens = prompt;
   res.ctx = ctx;

@@ -18,6 +18,7 @@
 
 #include "common/mapped_file.h"
 #include "common/testing.h"
+#include "common/testing_cli.h"
 
 using namespace harmonia;
 namespace fs = std::filesystem;
@@ -27,10 +28,6 @@ namespace {
 
 const char* kModelRel = "models/stories260K/stories260K.gguf";
 
-std::string bin() {
-  const char* env = std::getenv("HARMONIA_BIN");
-  return env ? env : (fs::read_symlink("/proc/self/exe").parent_path() / "harmonia").string();
-}
 std::string model() { return shared_path(kModelRel); }
 std::string source(const std::string& rel) { return (fs::path(__FILE__).parent_path().parent_path().parent_path() / rel).string(); }
 
@@ -40,22 +37,9 @@ std::string outdir(const std::string& name) {
   return d.string();
 }
 
-struct CliRun {
-  int code = -1;
-  std::string out, err;
-};
+using cli_testing::CliRun;
 
-CliRun run(const std::string& args) {
-  const std::string o = outdir("_stdout"), e = o + ".err";
-  fs::create_directories(fs::path(o).parent_path());
-  const std::string cmd = bin() + " " + args + " >" + o + " 2>" + e + " </dev/null";
-  CliRun r;
-  const int st = std::system(cmd.c_str());
-  r.code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-  r.out = read_file(o);
-  r.err = read_file(e);
-  return r;
-}
+CliRun run(const std::string& args) { return cli_testing::run_harmonia(args, "e2e"); }
 
 std::vector<std::string> lines(const std::string& path) {
   std::vector<std::string> v;
@@ -150,7 +134,7 @@ TEST(EvalE2E, KilledRunResumes) {
     const int devnull = ::open("/dev/null", O_WRONLY);
     dup2(devnull, 1);
     dup2(devnull, 2);
-    execl("/bin/sh", "sh", "-c", ("exec " + bin() + " " + args).c_str(), static_cast<char*>(nullptr));
+    execl("/bin/sh", "sh", "-c", ("exec " + cli_testing::harmonia_bin() + " " + args).c_str(), static_cast<char*>(nullptr));
     _exit(127);
   }
   // SIGKILL as soon as the first records are on disk.

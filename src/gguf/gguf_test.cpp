@@ -9,6 +9,7 @@
 
 #include "common/error.h"
 #include "common/testing.h"
+#include "common/testing_cli.h"
 
 using namespace harmonia;
 
@@ -16,14 +17,8 @@ namespace {
 std::string tmp_path(const std::string& name) {
   return (std::filesystem::temp_directory_path() / ("harmonia_gguf_" + name)).string();
 }
-std::string slurp(const std::string& p) {
-  std::ifstream f(p, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(f), {});
-}
-void spit(const std::string& p, const std::string& s) {
-  std::ofstream f(p, std::ios::binary | std::ios::trunc);
-  f.write(s.data(), static_cast<std::streamsize>(s.size()));
-}
+using cli_testing::slurp;
+using cli_testing::spit;
 }  // namespace
 
 TEST(Gguf, ReadsStories260K) {
