@@ -12,17 +12,24 @@ using namespace detail;
 
 namespace {
 
-// One block: (split, kv head, sequence). Partials at [b][hq][split].
+// One block: (split, kv head, sequence). Partials at [b][hq][split]. The last block of a
+// (sequence, KV head) to finish merges its S partials into out (log-sum-exp weights, one warp
+// per query head), so one launch does the whole call: done[b * H + h] counts finished blocks and
+// that last block resets it to 0 (zero between calls).
 template <typename T, int D, int G>
 __global__ void __launch_bounds__(kThreads) full_split_kernel(const float* __restrict__ q, const T* __restrict__ k,
                                                                const T* __restrict__ v, int64_t cap,
                                                                const int* __restrict__ lens, int64_t chunk, int S,
                                                                int Hq, int H, float scale, float* pm, float* pl,
-                                                               float* po) {
-  __shared__ float smem[combine_smem_floats<D, G>()];
+                                                               float* po, unsigned* done, float* out) {
+  constexpr int kMerge = kWarps * 1024;  // per-warp merge weights, S <= 1024
+  constexpr int kSmem = combine_smem_floats<D, G>() > kMerge ? combine_smem_floats<D, G>() : kMerge;
+  __shared__ float smem[kSmem];
+  __shared__ bool last;
   const int split = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
   constexpr int LPR = D / 8;
-  const int sub = (threadIdx.x & 31) % LPR;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int sub = lane % LPR;
   const int64_t len = lens[b];
   const int64_t begin = split * chunk, end = min(len, begin + chunk);
   float qr[G][8];
@@ -36,29 +43,43 @@ __global__ void __launch_bounds__(kThreads) full_split_kernel(const float* __res
   dense_range<T, D, G>(k + head, v + head, begin, end, qr, st);
   const int64_t p0 = (static_cast<int64_t>(b) * Hq + h * G) * S + split;
   combine_write<D, G>(st, smem, pm + p0, pl + p0, po + p0 * D, S);
+  // Publish this block's partials, then count it; the block that brings the count to S merges.
+  __threadfence();
+  __syncthreads();
+  if (threadIdx.x == 0) last = atomicAdd(done + static_cast<int64_t>(b) * H + h, 1u) == static_cast<unsigned>(S - 1);
+  __syncthreads();
+  if (!last) return;
+  __threadfence();
+  float* w = smem + warp * 1024;
+  for (int g = warp; g < G; g += kWarps) {
+    const int64_t bh = static_cast<int64_t>(b) * Hq + h * G + g;
+    float mx = -INFINITY;
+    for (int s2 = lane; s2 < S; s2 += 32) mx = fmaxf(mx, __ldcg(pm + bh * S + s2));
+#pragma unroll
+    for (int o = 16; o > 0; o /= 2) mx = fmaxf(mx, __shfl_xor_sync(kFull, mx, o));
+    float L = 0.0f;
+    for (int s2 = lane; s2 < S; s2 += 32) {
+      const float ws = mx == -INFINITY ? 0.0f : rescale(__ldcg(pm + bh * S + s2), mx);
+      w[s2] = ws;
+      L = fmaf(ws, __ldcg(pl + bh * S + s2), L);
+    }
+#pragma unroll
+    for (int o = 16; o > 0; o /= 2) L += __shfl_xor_sync(kFull, L, o);
+    __syncwarp();
+    const float il = L > 0.0f ? 1.0f / L : 0.0f;
+    for (int d = lane; d < D; d += 32) {
+      float o = 0.0f;
+#pragma unroll 8
+      for (int s2 = 0; s2 < S; ++s2) o = fmaf(w[s2], __ldcg(po + (bh * S + s2) * D + d), o);
+      out[bh * D + d] = o * il;
+    }
+    __syncwarp();
+  }
+  if (threadIdx.x == 0) done[static_cast<int64_t>(b) * H + h] = 0;
 }
 
 }  // namespace
 
-namespace detail {
-
-// out[bh][:] = sum_s w_s po[bh][s][:] / sum_s w_s pl[bh][s], w_s = exp(pm - max pm). One block per (b, hq).
-__global__ void __launch_bounds__(kThreads) merge_kernel(const float* __restrict__ pm, const float* __restrict__ pl,
-                                                         const float* __restrict__ po, int S, int D, float* out) {
-  __shared__ float w[1024];
-  __shared__ float scratch[kWarps];
-  const int64_t bh = blockIdx.x;
-  const float L = lse_weights(pm + bh * S, pl + bh * S, S, w, scratch);
-  const float il = L > 0.0f ? 1.0f / L : 0.0f;
-  for (int d = threadIdx.x; d < D; d += kThreads) {
-    float o = 0.0f;
-#pragma unroll 8
-    for (int s = 0; s < S; ++s) o = fmaf(w[s], po[(bh * S + s) * D + d], o);
-    out[bh * D + d] = o * il;
-  }
-}
-
-}  // namespace detail
 
 int choose_splits(int64_t len, int64_t parallel_units, int target_blocks, int64_t min_rows) {
   if (target_blocks <= 0) target_blocks = 8 * sm_count();
@@ -86,14 +107,18 @@ void launch_full(const DecodeShape& s, const float* q, const void* k, const void
   ws.m.reserve(np * sizeof(float));
   ws.l.reserve(np * sizeof(float));
   ws.o.reserve(np * D * sizeof(float));
+  const size_t nd = static_cast<size_t>(s.batch) * s.n_kv_heads * sizeof(unsigned);
+  if (ws.done.bytes() < nd) {
+    ws.done.reserve(nd);
+    fill_zero(ws.done.get(), ws.done.bytes());
+  }
   float *pm = ws.m.as<float>(), *pl = ws.l.as<float>(), *po = ws.o.as<float>();
   const dim3 grid(S, s.n_kv_heads, s.batch);
   full_split_kernel<T, D, G><<<grid, kThreads>>>(q, static_cast<const T*>(k), static_cast<const T*>(v), cap, lens,
                                                  chunk, S, s.n_heads, s.n_kv_heads,
-                                                 1.0f / sqrtf(static_cast<float>(D)), pm, pl, po);
-  check_launch("full decode attention (split)");
-  merge_kernel<<<s.batch * s.n_heads, kThreads>>>(pm, pl, po, S, D, out);
-  check_launch("full decode attention (merge)");
+                                                 1.0f / sqrtf(static_cast<float>(D)), pm, pl, po,
+                                                 ws.done.as<unsigned>(), out);
+  check_launch("full decode attention");
 }
 
 #define HARMONIA_FULL_ARGS s, q, k, v, cap, lens, max_len, out, ws, target_blocks

@@ -21,8 +21,10 @@ struct DecodeShape {
 // m, l, o: split softmax states; a: direct fourier spectral partials; ab: fourier V-side
 // coefficients-space weights; x, z, st: the FFT fourier path's signals [B*n_heads][T] f32,
 // spectra [B*n_heads][T/2+1] complex f32, and softmax statistics [B*n_heads] (max, 1/sum).
+// done: full decode's per (sequence, KV head) count of finished split blocks, zero between calls
+// (a workspace serves one stream at a time).
 struct AttentionWorkspace {
-  DeviceBuffer m, l, o, a, ab, x, z, st;
+  DeviceBuffer m, l, o, a, ab, x, z, st, done;
 };
 
 // Splits per (sequence, KV head) for `len` keys: enough blocks to fill the GPU

@@ -8,6 +8,8 @@
 // column times one call alone, which adds the host's launch latency.
 //
 //   bench_cuda [--reps 50] [--contexts 4096,32768,131072] [--batches 1,16] [--out FILE]
+//              [--full-targets 132,264,...]   also time full at these split-kernel block targets
+//              [--full-only]                  skip the fourier rows
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -77,6 +79,8 @@ int rotation(size_t bytes_per_layer) {
 int main(int argc, char** argv) {
   int reps = 50;
   std::vector<int64_t> contexts = {4096, 32768, 131072}, batches = {1, 16};
+  std::vector<int64_t> full_targets;  // extra full rows at these target_blocks (split-count sweep)
+  bool full_only = false;
   std::string out_path;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
@@ -95,8 +99,14 @@ int main(int argc, char** argv) {
       batches = parse_list(next());
     else if (a == "--out")
       out_path = next();
+    else if (a == "--full-targets")
+      full_targets = parse_list(next());
+    else if (a == "--full-only")
+      full_only = true;
     else {
-      std::fprintf(stderr, "usage: bench_cuda [--reps N] [--contexts a,b] [--batches a,b] [--out FILE]\n");
+      std::fprintf(stderr,
+                   "usage: bench_cuda [--reps N] [--contexts a,b] [--batches a,b] [--full-targets a,b] [--full-only] "
+                   "[--out FILE]\n");
       return 2;
     }
   }
@@ -172,7 +182,19 @@ int main(int argc, char** argv) {
                       static_cast<long long>(ctx), static_cast<long long>(B), full_ms * 1e3, full_bytes / 1e6, gbs,
                       100.0 * gbs / copy_gbs, alone_ms * 1e3);
         emit(buf);
+        for (int64_t tb : full_targets) {
+          const double t_ms = time_ms(5, reps, kBackToBack, [&](int i) {
+            cuda::decode_attention_full(ds, cuda::KvType::BF16, q.as<float>(), k[i % nl].get(), v[i % nl].get(), ctx,
+                                        lens.as<int>(), ctx, out.as<float>(), ws, static_cast<int>(tb));
+          });
+          const double t_gbs = full_bytes / (t_ms * 1e-3) / 1e9;
+          std::snprintf(buf, sizeof buf, "| full bf16, %lld blocks | %lld | %lld | %.1f | %.1f | %.0f | %.1f | | |",
+                        static_cast<long long>(tb), static_cast<long long>(ctx), static_cast<long long>(B), t_ms * 1e3,
+                        full_bytes / 1e6, t_gbs, 100.0 * t_gbs / copy_gbs);
+          emit(buf);
+        }
       }
+      if (full_only) continue;
 
       // fourier: sinks 4 + window 1024 exact, M = 1024 coefficients, the built-in dims of 4 layers.
       const int64_t mid = ctx - kSink - kWindow;

@@ -127,11 +127,12 @@ TEST_P(CudaFullDecode, MatchesCpuCausalAttention) {
   }
 
   auto dk = f32 ? upload(k) : upload(kraw), dv = f32 ? upload(v) : upload(vraw), dq = upload(q), dl = upload(c.lens);
-  auto dout = poisoned(q_n);
   cuda::AttentionWorkspace ws;
   const cuda::DecodeShape ds{B, c.heads, c.kv_heads, c.hd};
-  // Default split count, and a forced single split (the merge of one partial).
-  for (int target : {0, 1}) {
+  // Default split count, a forced single split (the merge of one partial), and the default again with the
+  // same workspace (the last-block merge's counters must be back at zero), each into a fresh poisoned output.
+  for (int target : {0, 1, 0}) {
+    auto dout = poisoned(q_n);
     cuda::decode_attention_full(ds, c.type, dq.as<float>(), dk.get(), dv.get(), cap, dl.as<int>(),
                                 *std::max_element(c.lens.begin(), c.lens.end()), dout.as<float>(), ws, target);
     cuda::synchronize();
