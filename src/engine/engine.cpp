@@ -33,6 +33,12 @@ struct Engine::Seq {
   std::vector<std::vector<float>> q;
   std::vector<float> logits;  // [rows, vocab] of the current step
   int64_t fed = 0;            // tokens fed this step
+  bool rollback_ok = true;    // kv->reserve_rollback(drafts) held: truncate() may undo rejected drafts
+  // This step verifies its drafts one token at a time (kv policy without exact multi-token decode
+  // steps or without rollback): the batch fed only the last token, the drafts follow one by one
+  // while accepted, and `verdict` is the outcome.
+  bool one_token_verify = false;
+  spec::Verdict verdict;
 };
 
 Engine::Engine(const Model& target, const Model* draft, EngineOptions opts)
@@ -54,11 +60,8 @@ double Engine::now_s() const { return (now_ms() - t0_ms_) / 1000.0; }
 
 size_t Engine::kv_bytes_for(const kv::PolicySpec& spec, int64_t tokens, int64_t rollback) const {
   auto p = kv::make_policy(spec.name, kv_shape(target_.config, o_.ctx), spec.options);
-  if (rollback > 0 && !p->reserve_rollback(rollback))
-    fail(ErrorKind::InvalidInput,
-         "speculative decoding is not supported with kv policy '{}' (its evictions or quantisation cannot be rolled "
-         "back)",
-         spec.name);
+  // A policy that cannot keep what a rollback needs is verified one token at a time (no rollback).
+  if (rollback > 0) (void)p->reserve_rollback(rollback);
   p->plan(tokens, 0);
   return kv::ledger_total(p->bytes_at(tokens));
 }
@@ -81,7 +84,6 @@ int64_t Engine::submit(RequestOptions r, Callback cb) {
     fail(ErrorKind::InvalidInput, "speculative drafter 'draft' needs the server started with a draft model");
   auto seq = std::make_unique<Seq>();
   // Validates the KV policy and options now, so a bad request fails at submit.
-  // (and whether it can roll back rejected drafts: h2o and kivi cannot, refused here)
   const int64_t rollback = r.speculative.drafter != "none" ? r.speculative.n : 0;
   seq->reserved = kv_bytes_for(r.kv, P + r.max_tokens, rollback);
   if (o_.kv_budget_bytes && seq->reserved > o_.kv_budget_bytes)
@@ -176,6 +178,27 @@ void Engine::drop(int64_t id) {
   metrics_.kv_bytes_reserved = reserved_;
 }
 
+void Engine::verify_one_token_at_a_time(Seq& s) {
+  const int V = target_.config.vocab_size;
+  const std::vector<int32_t> d(s.drafts.begin() + 1, s.drafts.end());  // s.drafts = [last, d_1 .. d_k] here
+  s.verdict = {};
+  std::vector<float> p;
+  for (size_t i = 0;; ++i) {
+    float* row = s.logits.data() + i * V;
+    bool accepted;
+    if (s.r.sampling.temperature <= 0) {
+      accepted = spec::verify_greedy_step(d, i, row, V, s.verdict);
+    } else {
+      s.sampler->probs(row, p);
+      accepted = spec::verify_stochastic_step(d, i, p, s.q, *s.sampler, s.verdict);
+    }
+    if (!accepted) break;
+    std::vector<SeqStep> one{{&s.drafts[i + 1], 1, s.kv.get(), row + V, true}};  // d_i: row i + 1
+    fw_.run_batch(one);
+  }
+  s.fed = 1 + s.verdict.accepted;
+}
+
 // Commits the tokens decided from this step's logits; fills the scheduler outcome.
 void Engine::process_logits(Seq& s, const float* logits, int64_t rows, std::vector<sched::StepOutcome>& out) {
   const int V = target_.config.vocab_size;
@@ -187,7 +210,9 @@ void Engine::process_logits(Seq& s, const float* logits, int64_t rows, std::vect
     v.tokens.push_back(s.sampler->sample(logits + (rows - 1) * V));
   } else {
     o.drafted = static_cast<int32_t>(s.drafts.size());
-    if (s.r.sampling.temperature <= 0) {
+    if (s.one_token_verify) {
+      v = s.verdict;  // decided while feeding; the cache never saw a rejected draft
+    } else if (s.r.sampling.temperature <= 0) {
       v = spec::verify_greedy(s.drafts, logits, V);
     } else {
       std::vector<std::vector<float>> p(rows);
@@ -198,7 +223,7 @@ void Engine::process_logits(Seq& s, const float* logits, int64_t rows, std::vect
     s.usage.drafted += o.drafted;
     s.usage.accepted += v.accepted;
     // The target's cache holds S + k tokens; keep the context up to the accepted drafts.
-    s.kv->truncate(S + v.accepted);
+    if (!s.one_token_verify) s.kv->truncate(S + v.accepted);
     s.computed = S + v.accepted;
   }
   const double t = now_ms();
@@ -335,7 +360,7 @@ bool Engine::step() {
     s.q.clear();
     if (!s.kv) {
       s.kv = kv::make_policy(s.r.kv.name, kv_shape(target_.config, o_.ctx), s.r.kv.options);
-      if (s.drafter) s.kv->reserve_rollback(s.r.speculative.n);  // checked at submit
+      if (s.drafter) s.rollback_ok = s.kv->reserve_rollback(s.r.speculative.n);
       s.kv->plan(static_cast<int64_t>(s.tokens.size()), s.r.max_tokens - s.usage.completion_tokens);
       s.computed = 0;
     }
@@ -357,6 +382,7 @@ bool Engine::step() {
         n += static_cast<int64_t>(s.drafts.size());
       }
     }
+    s.one_token_verify = !s.drafts.empty() && (!s.rollback_ok || !s.kv->exact_multi_token_decode());
     s.fed = n;
     if (log) {
       StepRecord::Member m;
@@ -375,10 +401,11 @@ bool Engine::step() {
     const bool want_all = !s.drafts.empty();
     s.logits.resize(static_cast<size_t>((want_all ? n : 1) * V));
     run.push_back(&s);
-    // Feed tokens[computed, computed + n) — for a decode step the last token then the drafts.
+    // Feed tokens[computed, computed + n) — for a decode step the last token then the drafts
+    // (one-token verify: the last token alone; the drafts follow after the batch, see below).
     if (!s.drafts.empty()) {
       s.drafts.insert(s.drafts.begin(), s.tokens.back());
-      batch.push_back({s.drafts.data(), n, s.kv.get(), s.logits.data(), true});
+      batch.push_back({s.drafts.data(), s.one_token_verify ? 1 : n, s.kv.get(), s.logits.data(), true});
     } else {
       batch.push_back({s.tokens.data() + s.computed, n, s.kv.get(), s.logits.data(), false});
     }
@@ -391,6 +418,8 @@ bool Engine::step() {
   std::vector<int64_t> ended;
   try {
     fw_.run_batch(batch);
+    for (Seq* s : run)
+      if (s->one_token_verify) verify_one_token_at_a_time(*s);
   } catch (const Error& e) {
     // One bad sequence must not take the engine down: fail this step's requests.
     std::vector<sched::StepOutcome> outs;

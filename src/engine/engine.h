@@ -197,6 +197,12 @@ class Engine {
   void drop(int64_t id);
   void refresh_gauges_locked(const std::vector<Seq*>& ran);  // running / per-queue / KV-bytes gauges
   void process_logits(Seq& s, const float* logits, int64_t n_rows, std::vector<sched::StepOutcome>& out);
+  // Speculative verification for a KV policy whose multi-token decode steps are not exact
+  // (Policy::exact_multi_token_decode) or that cannot roll back (Policy::reserve_rollback): the
+  // step's batch fed the last token alone (row 0 of s.logits); each draft is judged against the
+  // row before it and fed, one token, only once accepted, so the cache never holds a rejected
+  // draft. Same verdict and random draws as verifying all rows at once. Sets s.verdict, s.fed.
+  void verify_one_token_at_a_time(Seq& s);
 };
 
 }  // namespace harmonia::engine

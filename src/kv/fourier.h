@@ -148,6 +148,10 @@ class FourierCache : public Policy {
   int64_t n_tokens() const override { return n_tokens_; }
   int64_t n_stored() const override;
   void truncate(int64_t n) override;
+  // False once compressed: every decode commit moves the oldest local tokens into
+  // the spectral middle, which the later queries of a multi-token step would see
+  // exact.
+  bool exact_multi_token_decode() const override { return !compressed_; }
   void clear() override;
   ByteLedger bytes() const override;
   ByteLedger bytes_at(int64_t n_tokens) const override;

@@ -57,6 +57,8 @@ class H2OCache : public Policy {
   void truncate(int64_t n) override;
   // False: a token is evicted at every step once over budget and cannot be restored.
   bool reserve_rollback(int64_t) override { return false; }
+  // False: each commit evicts by the scores of the queries so far.
+  bool exact_multi_token_decode() const override { return false; }
   void clear() override;
   // {"keys", "values"}: fp32 rows, n_layers * n_kv_heads * rows * head_dim * 4
   // each; "scores": one fp32 accumulated score per retained row.

@@ -62,6 +62,9 @@ class KIVICache : public Policy {
   // False: tokens are quantised group by group as they leave the residual, and a
   // rollback past a quantised group cannot be undone (see truncate).
   bool reserve_rollback(int64_t) override { return false; }
+  // False: a commit that fills a group quantises it, which the later queries of a
+  // multi-token step would see in full precision.
+  bool exact_multi_token_decode() const override { return false; }
   void clear() override;
   ByteLedger bytes() const override;
   ByteLedger bytes_at(int64_t n_tokens) const override;

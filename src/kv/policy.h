@@ -71,8 +71,9 @@ class Policy {
   // up to `tokens` tokens (rejected drafts). Called before the first append.
   // A policy that evicts or compresses keeps what such a rollback needs (counted
   // by bytes() and bytes_at()) while attending exactly as without it; returns
-  // false where it cannot promise that, and the engine then refuses speculative
-  // decoding for the request up front (instead of failing at some rollback).
+  // false where it cannot promise that, and the engine then verifies drafts one
+  // token at a time, feeding a draft only once it is accepted, so it never
+  // truncates this policy.
   // Default: true, for policies whose truncate() works back to any length after
   // the prompt (full, snapkv, pyramidkv; fourier through its own undo log,
   // option `rollback`).
@@ -81,6 +82,12 @@ class Policy {
     return true;
   }
 
+  // Whether a decode step of several tokens (a speculative verification: the
+  // last token and the drafts in one pass) attends, appends and commits exactly
+  // as the same tokens fed one step at a time would. False for policies that
+  // evict, compress or quantise at every commit (h2o, kivi, fourier once it has
+  // compressed): the engine then verifies one token at a time (reserve_rollback).
+  virtual bool exact_multi_token_decode() const { return true; }
   // Logical length: tokens the sequence has seen (= next RoPE position).
   virtual int64_t n_tokens() const = 0;
   // Tokens whose K/V are retained exactly (<= n_tokens()).

@@ -404,7 +404,19 @@ TEST(ServerHttp, MetricsArePrometheusText) {
                 .status,
             200);
   expect_error(post(ts.port, "/v1/completions", std::string("{")), 400);
+  // The engine refreshes its gauges at the end of the step that sent a request's last event, which
+  // can come just after the HTTP response: read until the finished requests are off the gauges.
+  auto settled = [](const std::string& b) {
+    for (const char* g : {"harmonia_kv_bytes_reserved 0", "harmonia_requests_running{queue=\"0\"} 0",
+                          "harmonia_kv_bytes_in_use{policy=\"full\"} 0"})
+      if (b.find(g) == std::string::npos) return false;
+    return true;
+  };
   auto m = get(ts.port, "/metrics");
+  for (int i = 0; i < 200 && m.status == 200 && !settled(m.body); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    m = get(ts.port, "/metrics");
+  }
   ASSERT_EQ(m.status, 200);
   EXPECT_NE(m.header("Content-Type").find("text/plain"), std::string::npos);
   const std::string& t = m.body;

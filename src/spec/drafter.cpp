@@ -139,47 +139,55 @@ std::unique_ptr<Drafter> make_drafter(const SpecOptions& o, const Model& target,
   return std::make_unique<ModelDrafter>(*draft, 0, ctx, "draft");
 }
 
+bool verify_greedy_step(const std::vector<int32_t>& draft, size_t i, const float* row, int V, Verdict& v) {
+  const int32_t best = static_cast<int32_t>(std::max_element(row, row + V) - row);
+  v.tokens.push_back(best);  // the accepted draft, or the correction at the first mismatch, or the bonus
+  if (i < draft.size() && best == draft[i]) {
+    ++v.accepted;
+    return true;
+  }
+  return false;
+}
+
 Verdict verify_greedy(const std::vector<int32_t>& draft, const float* p, int V) {
   Verdict v;
-  for (size_t i = 0; i <= draft.size(); ++i) {
-    const float* row = p + i * V;
-    const int32_t best = static_cast<int32_t>(std::max_element(row, row + V) - row);
-    if (i < draft.size() && best == draft[i]) {
-      v.tokens.push_back(best);
-      ++v.accepted;
-      continue;
-    }
-    v.tokens.push_back(best);  // correction at the first mismatch, or the bonus token
-    break;
+  for (size_t i = 0; i <= draft.size() && verify_greedy_step(draft, i, p + i * V, V, v); ++i) {
   }
   return v;
+}
+
+bool verify_stochastic_step(const std::vector<int32_t>& draft, size_t i, const std::vector<float>& p,
+                            const std::vector<std::vector<float>>& q, Sampler& sampler, Verdict& v) {
+  if (i == draft.size()) {  // all accepted: the bonus token
+    v.tokens.push_back(sampler.sample_from(p));
+    return false;
+  }
+  const int32_t d = draft[i];
+  const float pd = p[d];
+  const float qd = q.empty() ? 1.0f : q[i][d];
+  if (qd > 0 && sampler.uniform() < std::min(1.0, static_cast<double>(pd) / qd)) {
+    v.tokens.push_back(d);
+    ++v.accepted;
+    return true;
+  }
+  // Residual distribution norm(max(0, p - q)).
+  std::vector<float> r(p.size());
+  double mass = 0;
+  for (size_t t = 0; t < r.size(); ++t) {
+    const float qt = q.empty() ? (static_cast<int32_t>(t) == d ? 1.0f : 0.0f) : q[i][t];
+    r[t] = std::max(0.0f, p[t] - qt);
+    mass += r[t];
+  }
+  // p == q exactly leaves no residual mass; then p itself is the right law.
+  v.tokens.push_back(mass > 0 ? sampler.sample_from(r) : sampler.sample_from(p));
+  return false;
 }
 
 Verdict verify_stochastic(const std::vector<int32_t>& draft, const std::vector<std::vector<float>>& p,
                           const std::vector<std::vector<float>>& q, Sampler& sampler) {
   Verdict v;
-  for (size_t i = 0; i < draft.size(); ++i) {
-    const int32_t d = draft[i];
-    const float pd = p[i][d];
-    const float qd = q.empty() ? 1.0f : q[i][d];
-    if (qd > 0 && sampler.uniform() < std::min(1.0, static_cast<double>(pd) / qd)) {
-      v.tokens.push_back(d);
-      ++v.accepted;
-      continue;
-    }
-    // Residual distribution norm(max(0, p - q)).
-    std::vector<float> r(p[i].size());
-    double mass = 0;
-    for (size_t t = 0; t < r.size(); ++t) {
-      const float qt = q.empty() ? (static_cast<int32_t>(t) == d ? 1.0f : 0.0f) : q[i][t];
-      r[t] = std::max(0.0f, p[i][t] - qt);
-      mass += r[t];
-    }
-    // p == q exactly leaves no residual mass; then p itself is the right law.
-    v.tokens.push_back(mass > 0 ? sampler.sample_from(r) : sampler.sample_from(p[i]));
-    return v;
+  for (size_t i = 0; i <= draft.size() && verify_stochastic_step(draft, i, p[i], q, sampler, v); ++i) {
   }
-  v.tokens.push_back(sampler.sample_from(p[draft.size()]));
   return v;
 }
 

@@ -72,4 +72,14 @@ Verdict verify_greedy(const std::vector<int32_t>& draft, const float* p_logits, 
 Verdict verify_stochastic(const std::vector<int32_t>& draft, const std::vector<std::vector<float>>& p,
                           const std::vector<std::vector<float>>& q, Sampler& sampler);
 
+// One position of each verification, for a target that computes position i's logits only after
+// draft[i - 1] was accepted (the engine's one-token verify for KV policies whose multi-token steps
+// are not exact or cannot roll back). Position i < n judges draft[i] against the target's row i;
+// i == n draws the bonus token. Appends to v.tokens; returns true when draft[i] was accepted (go on
+// with row i + 1), false when v is complete. verify_greedy / verify_stochastic are these in a loop,
+// so both ways draw the same random numbers in the same order.
+bool verify_greedy_step(const std::vector<int32_t>& draft, size_t i, const float* row, int vocab, Verdict& v);
+bool verify_stochastic_step(const std::vector<int32_t>& draft, size_t i, const std::vector<float>& p_i,
+                            const std::vector<std::vector<float>>& q, Sampler& sampler, Verdict& v);
+
 }  // namespace harmonia::spec
