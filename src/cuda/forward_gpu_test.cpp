@@ -2,7 +2,8 @@
 // against a plain fp32/double reference on random inputs of several shapes, and
 // cuda::GpuForward against the CPU Forward: greedy tokens on the shared models
 // (f32 weights and KV: the same ids), logits within stated tolerances (bf16),
-// the Qwen2 (bias) and Qwen3 (q/k norm) variants on random tiny models. Every
+// the Qwen2 (bias) and Qwen3 (q/k norm) variants on random tiny models, and the
+// FourierAttention cache (use_fourier) against kv::FourierCache (same greedy ids). Every
 // test skips with a message where no CUDA device is present (CI).
 #include <gtest/gtest.h>
 
