@@ -5,10 +5,12 @@
 #include <algorithm>
 #include <cstdio>
 #include <iostream>
+#include <optional>
 
 #include "cli/commands.h"
 #include "common/error.h"
 #include "kv/fourier.h"
+#include "model/forward.h"
 #ifdef HARMONIA_WITH_CUDA
 #include "cuda/forward_gpu.h"
 #include "cuda/runtime.h"
@@ -38,10 +40,26 @@ void DeviceFlags::check() const {
 }
 
 namespace {
-void require_full(const std::string& kv) {
-  if (kv != "full") fail(ErrorKind::Unsupported, "--device cuda: KV policy '{}' is not on the GPU yet (have: full; bench also fourier)", kv);
+void require_full_or_fourier(const std::string& kv) {
+  if (kv != "full" && kv != "fourier")
+    fail(ErrorKind::Unsupported, "--device cuda: KV policy '{}' is not on the GPU yet (have: full, fourier)", kv);
 }
 }  // namespace
+
+std::optional<kv::FourierOptions> gpu_kv_policy(const std::string& name, const kv::Options& opts, kv::RopeLayout rope) {
+  require_full_or_fourier(name);
+  if (name == "full") return std::nullopt;
+  kv::Options o = opts;  // the keys' RoPE layout comes from the model unless given (as kv::make_fourier)
+  if (!o.count("rope")) o["rope"] = rope == kv::RopeLayout::Interleaved ? "interleaved" : "half";
+  const kv::FourierOptions f = kv::FourierOptions::parse(o);
+  if (f.compat_reference)
+    fail(ErrorKind::Unsupported, "--device cuda: fourier compat=reference runs on the CPU only (the GPU has the default mode)");
+  if (f.coeff_dtype == kv::CoeffDtype::F16)
+    fail(ErrorKind::Unsupported, "--device cuda: fourier coeff_dtype f16 (have f32, bf16)");
+  if (f.stats_dtype != kv::CoeffDtype::F32)
+    fail(ErrorKind::Unsupported, "--device cuda: fourier stats_dtype {} (have f32)", kv::dtype_name(f.stats_dtype));
+  return f;
+}
 
 #ifdef HARMONIA_WITH_CUDA
 
@@ -70,13 +88,17 @@ cuda::GpuForwardOptions gpu_options(const DeviceFlags& d, int64_t max_tokens) {
 
 GenerateResult generate_cuda(const Model& m, const std::vector<int32_t>& prompt, const GenerateOptions& o,
                              const DeviceFlags& d, const std::function<void(const std::string&)>& on_text) {
-  require_full(o.kv_policy);
+  const auto fourier = gpu_kv_policy(o.kv_policy, o.kv_options, kv_shape(m.config, 1).rope_layout);
   o.sampling.validate();
   const int64_t ctx = resolve_ctx(m, o.ctx, prompt.size(), o.max_tokens);
   // The cache holds what this request can reach (generate() runs prompt + max_tokens - 1 tokens),
   // not the whole trained context: an 8B model's 128k would take 16 GiB for a short answer.
   const int64_t need = static_cast<int64_t>(prompt.size()) + std::max(o.max_tokens, 1);
   cuda::GpuForward fw(m, gpu_options(d, std::min(ctx, need)));
+  if (fourier) {  // as generate() on the CPU: kv::FourierCache of the context ctx, planned for this request
+    fw.use_fourier(*fourier, ctx);
+    fw.plan(static_cast<int64_t>(prompt.size()), o.max_tokens);
+  }
   GpuRunner seq(fw);
   return generate(seq, m, ctx, prompt, o, on_text);
 }
@@ -100,7 +122,7 @@ void bench_cuda(const Model& m, bool random_weights, const BenchOptions& o, cons
                 const kv::PolicySpec& sp, const DeviceFlags& d, bool json) {
   const std::string kv = sp.label();
   const bool fourier = sp.name == "fourier";
-  if (!fourier) require_full(sp.name);
+  require_full_or_fourier(sp.name);
   // fourier: the context lives in the FourierAttention state; the full cache holds only the warm-up.
   const int64_t most = std::max(o.n_prompt, o.n_gen) + (fourier ? 16 : *std::max_element(depths.begin(), depths.end()));
   cuda::GpuForwardOptions g = gpu_options(d, std::max<int64_t>(most, 1));
@@ -155,9 +177,9 @@ void bench_cuda(const Model& m, bool random_weights, const BenchOptions& o, cons
 
 #else  // no CUDA in this build: check() has already refused --device cuda
 
-GenerateResult generate_cuda(const Model&, const std::vector<int32_t>&, const GenerateOptions& o, const DeviceFlags& d,
+GenerateResult generate_cuda(const Model& m, const std::vector<int32_t>&, const GenerateOptions& o, const DeviceFlags& d,
                              const std::function<void(const std::string&)>&) {
-  require_full(o.kv_policy);
+  gpu_kv_policy(o.kv_policy, o.kv_options, kv_shape(m.config, 1).rope_layout);
   d.check();
   fail(ErrorKind::Unsupported, "--device cuda: this harmonia was built without CUDA");
 }

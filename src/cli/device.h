@@ -5,11 +5,13 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "engine/bench.h"
 #include "engine/generate.h"
+#include "kv/fourier.h"
 #include "kv/spec.h"
 #include "model/model.h"
 
@@ -25,8 +27,14 @@ struct DeviceFlags {
   void check() const;
 };
 
-// generate() on the GPU: full KV cache of resolve_ctx's size. Only the `full`
-// policy (Error(Unsupported) otherwise).
+// The KV policy of `generate --device cuda`: nullopt for `full`; for `fourier` its options
+// (kv::FourierOptions::parse, RoPE layout `rope` unless given) when the GPU has them. Throws
+// Error(Unsupported) for another policy, fourier compat=reference, coeff_dtype=f16 or 16-bit
+// statistics; Error(InvalidInput) from the option parser. Needs no GPU.
+std::optional<kv::FourierOptions> gpu_kv_policy(const std::string& name, const kv::Options& opts, kv::RopeLayout rope);
+
+// generate() on the GPU: KV cache of resolve_ctx's size, `full` or `fourier` (cuda::GpuForward::
+// use_fourier, kv::FourierCache's semantics); others: Error(Unsupported) (gpu_kv_policy).
 GenerateResult generate_cuda(const Model& m, const std::vector<int32_t>& prompt, const GenerateOptions& o,
                              const DeviceFlags& d, const std::function<void(const std::string&)>& on_text);
 

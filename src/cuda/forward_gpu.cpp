@@ -15,6 +15,7 @@
 #include "cuda/forward_kernels.h"
 #include "cuda/fourier_gpu.h"
 #include "kv/dims.h"
+#include "kv/full.h"
 #include "kv/spectral.h"
 #include "model/forward.h"
 #include "cuda/runtime.h"
@@ -67,11 +68,26 @@ struct GpuForward::Impl {
   // qkv [n][q_dim + 2 kv_dim] f32, gu [n][2 ffn] f32, att [q_dim] f32 (decode), logits [vocab] f32.
   DeviceBuffer x, act, qkv, gu, att, logits, tokens, ids, lens;
   AttentionWorkspace ws;
-  // FourierAttention decode (start_fourier_random): one layer object each, the step's K/V
-  // staged as bf16 [n_kv_heads][head_dim], and the last position it has room for.
+  // FourierAttention decode (start_fourier_random, or use_fourier after compression): one layer
+  // object each (null: a layer without compressed dims, on the full cache), the step's K/V staged
+  // as fourier_xt [n_kv_heads][head_dim], and the last position it has room for.
   std::vector<std::unique_ptr<FourierLayer>> fourier;
   DeviceBuffer k_stage, v_stage;
+  Elem fourier_xt = Elem::BF16;
   int64_t fourier_end = 0;
+  // use_fourier: kv::FourierCache's decisions (commit(), planned_period()) for the real cache.
+  struct FourierPolicy {
+    bool on = false;
+    kv::FourierOptions o;
+    kv::FourierDims dims;
+    std::vector<char> has_compressed;  // [n_layers]
+    bool any = false;                  // some layer has compressed dims
+    int64_t ctx = 0;
+    kv::PromptClock clock;
+    int64_t plan_max_new = -1, prompt_end = -1;  // as kv::FourierCache
+    int64_t period = 0;                          // T once compressed
+  } pol;
+  DeviceBuffer k_rows, v_rows;  // compression staging: one layer's [n_kv_heads][len][head_dim] (KV type)
   int64_t rope_rows = 0;  // positions the static RoPE table covers
 
   Impl(const Model& model, const GpuForwardOptions& opts) : m(model), o(opts), rope(model.config.rope) {}
@@ -200,6 +216,67 @@ struct GpuForward::Impl {
     return b.as<uint8_t>() + static_cast<size_t>(l) * kv_layer_elems() * fwd::elem_bytes(kt);
   }
 
+  // kv::FourierCache::commit(): the step [pos0, pos0 + n) is in the cache; compress once no prompt
+  // is pending and the middle exceeds M.
+  void commit_fourier(int64_t pos0, int64_t n) {
+    if (pol.clock.completes(pos0, n)) pol.prompt_end = len;
+    if (!fourier.empty() || !pol.clock.done(len)) return;
+    if (pol.any && len - pol.o.sink - pol.o.window > pol.o.coeffs) compress();
+  }
+
+  // kv::FourierCache::planned_period() and compress_all(): every layer with compressed dims
+  // becomes a FourierLayer prefilled from its len K/V rows of the full cache.
+  void compress() {
+    const ModelConfig& c = m.config;
+    const kv::FourierOptions& f = pol.o;
+    const int64_t P = std::max<int64_t>(pol.prompt_end, 0);
+    const int64_t mn = f.max_new >= 0 ? f.max_new : pol.plan_max_new >= 0 ? pol.plan_max_new : pol.ctx - P;
+    const int64_t T0 = std::min(P + mn, pol.ctx) - f.sink - f.window;
+    int64_t T = std::max(T0, len - f.sink - f.window);
+    if (f.smooth_period) T = kv::spectral::smooth_period(T);
+    FourierConfig cfg;
+    cfg.shape = {1, c.n_heads, c.n_kv_heads, c.head_dim};
+    cfg.sink = f.sink;
+    cfg.window = f.window;
+    cfg.coeffs = f.coeffs;
+    cfg.coeff_bf16 = f.coeff_dtype == kv::CoeffDtype::BF16;
+    cfg.period = T;
+    cfg.w0 = 1.0 / static_cast<double>(T);  // the proper inverse
+    cfg.w = 2.0 / static_cast<double>(T);
+    cfg.mid_capacity = T;  // the middle index never reaches T (append refuses: the CPU re-anchors)
+    cfg.exact_f32 = kt == Elem::F32;
+    const size_t row = static_cast<size_t>(c.head_dim) * fwd::elem_bytes(kt);
+    const size_t rows_bytes = static_cast<size_t>(c.n_kv_heads) * static_cast<size_t>(len) * row;
+    k_rows.reserve(rows_bytes);
+    v_rows.reserve(rows_bytes);
+    fourier.clear();
+    for (int l = 0; l < c.n_layers; ++l) {
+      if (!pol.has_compressed[static_cast<size_t>(l)]) {
+        fourier.emplace_back(nullptr);
+        continue;
+      }
+      std::vector<FourierHeadDims> heads;
+      for (const kv::HeadDims& h : kv::split_heads(pol.dims.layers[static_cast<size_t>(l)], c.n_kv_heads, c.head_dim))
+        heads.push_back({h.kc, h.kn, h.vc, h.vn});
+      auto fl = std::make_unique<FourierLayer>(cfg, heads);
+      // [n_kv_heads][cap][head_dim] -> [n_kv_heads][len][head_dim]
+      for (auto [dst, src] : {std::pair{&k_rows, &kc}, std::pair{&v_rows, &vc}})
+        check(cudaMemcpy2D(dst->get(), len * row, kv_layer(*src, l), static_cast<size_t>(o.max_tokens) * row, len * row,
+                           static_cast<size_t>(c.n_kv_heads), cudaMemcpyDeviceToDevice),
+              "cudaMemcpy2D (fourier compression)");
+      if (kt == Elem::F32)
+        fl->prefill(k_rows.as<float>(), v_rows.as<float>(), len);
+      else
+        fl->prefill(k_rows.as<uint16_t>(), v_rows.as<uint16_t>(), len);
+      fourier.push_back(std::move(fl));
+    }
+    fourier_xt = kt;
+    k_stage.reserve(static_cast<size_t>(c.kv_dim()) * fwd::elem_bytes(kt));
+    v_stage.reserve(static_cast<size_t>(c.kv_dim()) * fwd::elem_bytes(kt));
+    fourier_end = o.max_tokens;
+    pol.period = T;
+  }
+
   void run(const int32_t* tok, int64_t n, float* host_logits, int32_t* host_id) {
     const ModelConfig& c = m.config;
     if (n <= 0) fail(ErrorKind::InvalidInput, "cuda forward: {} tokens in a step (need >= 1)", n);
@@ -209,6 +286,7 @@ struct GpuForward::Impl {
     if (!fourier.empty() && n > 1)
       fail(ErrorKind::Unsupported, "cuda forward: a {}-token step on the FourierAttention cache (decode only)", n);
     const int64_t end = fourier.empty() ? o.max_tokens : fourier_end;
+    const int64_t pos0 = len;
     if (len + n > end)
       fail(ErrorKind::InvalidInput, "context full: {} tokens in the cache + {} new exceed the context size {}", len, n,
            end);
@@ -254,10 +332,14 @@ struct GpuForward::Impl {
                     c.qk_norm ? L.q_norm.as<float>() : nullptr, c.qk_norm ? L.k_norm.as<float>() : nullptr,
                     c.norm_eps, cs, sn, row0, c.rope.n_rot, c.rope.style == RopeConfig::Style::Interleaved);
       void *kl = kv_layer(kc, l), *vl = kv_layer(vc, l);
-      if (!fourier.empty()) {  // FourierAttention decode: the token joins the local window, then attention
-        FourierLayer& f = *fourier[static_cast<size_t>(l)];
-        fwd::store_kv(qkv.as<float>(), 1, qs, k_stage.get(), v_stage.get(), Elem::BF16, 1, 0);
-        f.append(k_stage.as<uint16_t>(), v_stage.as<uint16_t>());
+      FourierLayer* fl = fourier.empty() ? nullptr : fourier[static_cast<size_t>(l)].get();
+      if (fl) {  // FourierAttention decode: the token joins the local window, then attention
+        FourierLayer& f = *fl;
+        fwd::store_kv(qkv.as<float>(), 1, qs, k_stage.get(), v_stage.get(), fourier_xt, 1, 0);
+        if (fourier_xt == Elem::F32)
+          f.append(k_stage.as<float>(), v_stage.as<float>());
+        else
+          f.append(k_stage.as<uint16_t>(), v_stage.as<uint16_t>());
         float* out = wt == Elem::F32 ? act.as<float>() : att.as<float>();
         f.attend(qkv.as<float>(), out, ws);
         if (wt != Elem::F32) fwd::convert(out, QD, act.get(), wt);
@@ -279,6 +361,7 @@ struct GpuForward::Impl {
       gemm(L.down, act.get(), n, xf, 1.0f);
     }
     len += n;
+    if (pol.on) commit_fourier(pos0, n);
     // Final norm and logits of the last token only.
     fwd::rmsnorm(xf + (n - 1) * D, 1, D, static_cast<int>(D), out_norm.as<float>(), c.norm_eps, act.get(), wt);
     gemm(output(), act.get(), 1, logits.as<float>(), 0.0f);
@@ -335,15 +418,72 @@ size_t GpuForward::kv_bytes_per_token() const {
 void GpuForward::reset(int64_t len) {
   if (len < 0 || len > im_->o.max_tokens)
     fail(ErrorKind::InvalidInput, "cuda forward: reset to {} tokens, the capacity is {}", len, im_->o.max_tokens);
-  im_->fourier.clear();
-  im_->len = len;
+  Impl& im = *im_;
+  im.fourier.clear();
+  im.len = len;
+  im.pol.clock.reset();
+  im.pol.plan_max_new = im.pol.prompt_end = -1;
+  im.pol.period = 0;
+}
+
+void GpuForward::use_fourier(const kv::FourierOptions& f, int64_t ctx) {
+  Impl& im = *im_;
+  const ModelConfig& c = im.m.config;
+  // (cli::gpu_kv_policy gives the same refusals one by one before any GPU work.)
+  if (f.compat_reference || f.coeff_dtype == kv::CoeffDtype::F16 || f.stats_dtype != kv::CoeffDtype::F32)
+    fail(ErrorKind::Unsupported,
+         "cuda fourier: compat={}, coeff_dtype={}, stats_dtype={} (the GPU has compat=none, f32 or bf16 coefficients, "
+         "f32 statistics)",
+         f.compat_reference ? "reference" : "none", kv::dtype_name(f.coeff_dtype), kv::dtype_name(f.stats_dtype));
+  if (ctx < 1) fail(ErrorKind::InvalidInput, "cuda fourier: context of {} tokens", ctx);
+  const kv::Shape shape = kv_shape(c, ctx);
+  Impl::FourierPolicy p;
+  p.on = true;
+  p.o = f;
+  p.ctx = ctx;
+  p.dims = f.dims.empty()     ? kv::default_fourier_dims(shape, f.rope)
+           : f.dims == "none" ? kv::no_compressed_dims(shape)
+                              : kv::load_fourier_dims(f.dims, shape, f.rope);
+  for (const kv::LayerDims& L : p.dims.layers) {
+    p.has_compressed.push_back(!L.k_compressed.empty() || !L.v_compressed.empty());
+    p.any = p.any || p.has_compressed.back();
+  }
+  const int G = c.n_kv_heads > 0 && c.n_heads % c.n_kv_heads == 0 ? c.n_heads / c.n_kv_heads : 0;
+  if (p.any && (c.head_dim < 8 || c.head_dim > 128 || (c.head_dim & (c.head_dim - 1))))
+    fail(ErrorKind::Unsupported, "cuda fourier: head_dim {} (FourierLayer has 8, 16, 32, 64, 128)", c.head_dim);
+  if (p.any && G != 1 && G != 2 && G != 4 && G != 8)
+    fail(ErrorKind::Unsupported, "cuda fourier: {} query heads per KV head (FourierLayer has 1, 2, 4, 8)", G);
+  im.pol = std::move(p);
+  reset(0);
+}
+
+void GpuForward::plan(int64_t prompt_tokens, int64_t max_new_tokens) {
+  if (prompt_tokens < 0 || max_new_tokens < 0)
+    fail(ErrorKind::InvalidInput, "kv plan: prompt {} and max_new {} must be >= 0", prompt_tokens, max_new_tokens);
+  im_->pol.clock.plan(im_->len, prompt_tokens);
+  im_->pol.plan_max_new = max_new_tokens;
+}
+
+GpuForward::FourierState GpuForward::fourier_state() const {
+  FourierState s;
+  const Impl& im = *im_;
+  if (!im.pol.on || im.fourier.empty()) return s;
+  s.compressed = true;
+  s.period = im.pol.period;
+  for (const auto& f : im.fourier)
+    if (f) {
+      ++s.compressed_layers;
+      s.mid_len = f->mid_len();
+    }
+  return s;
 }
 
 void GpuForward::start_fourier_random(const GpuFourierOptions& f, int64_t len, int64_t max_new, uint64_t seed) {
   Impl& im = *im_;
   const ModelConfig& c = im.m.config;
   if (c.head_dim != 64 && c.head_dim != 128)
-    fail(ErrorKind::Unsupported, "cuda fourier: head_dim {} (FourierLayer has 64 and 128)", c.head_dim);
+    fail(ErrorKind::Unsupported, "cuda fourier: head_dim {} (the benchmark mode has 64 and 128)", c.head_dim);
+  im.pol = Impl::FourierPolicy{};  // the benchmark state replaces use_fourier's policy
   if (len <= f.sink + f.window || max_new < 1)
     fail(ErrorKind::InvalidInput, "cuda fourier: {} tokens do not reach past sink {} + window {} (or max_new {} < 1)",
          len, f.sink, f.window, max_new);
@@ -370,6 +510,7 @@ void GpuForward::start_fourier_random(const GpuFourierOptions& f, int64_t len, i
   }
   im.k_stage.reserve(static_cast<size_t>(c.kv_dim()) * 2);
   im.v_stage.reserve(static_cast<size_t>(c.kv_dim()) * 2);
+  im.fourier_xt = Elem::BF16;
   if (!im.dynamic_rope) im.upload_rope_table(len + max_new);
   im.len = len;
   im.fourier_end = len + max_new;
@@ -380,8 +521,9 @@ bool GpuForward::fourier_active() const { return !im_->fourier.empty(); }
 
 size_t GpuForward::kv_bytes_read() const {
   if (im_->fourier.empty()) return kv_bytes();
+  const size_t layer_rows = kv_bytes_per_token() / im_->m.config.n_layers * static_cast<size_t>(im_->len);
   size_t b = 0;
-  for (const auto& f : im_->fourier) b += f->attention_bytes();
+  for (const auto& f : im_->fourier) b += f ? f->attention_bytes() : layer_rows;
   return b;
 }
 
@@ -407,8 +549,9 @@ size_t GpuForward::weight_bytes() const {
 
 size_t GpuForward::kv_bytes() const {
   if (im_->fourier.empty()) return kv_bytes_per_token() * static_cast<size_t>(im_->len);
+  const size_t layer_rows = kv_bytes_per_token() / im_->m.config.n_layers * static_cast<size_t>(im_->len);
   size_t b = 0;
-  for (const auto& f : im_->fourier) b += f->held_bytes();
+  for (const auto& f : im_->fourier) b += f ? f->held_bytes() : layer_rows;
   return b;
 }
 

@@ -26,6 +26,7 @@
 #include <memory>
 #include <vector>
 
+#include "kv/fourier.h"
 #include "model/model.h"
 
 namespace harmonia::cuda {
@@ -83,13 +84,44 @@ class GpuForward {
   void start_fourier_random(const GpuFourierOptions& f, int64_t len, int64_t max_new, uint64_t seed);
   bool fourier_active() const;
 
+  // FourierAttention as the KV cache of the sequences that follow (until reset() clears the
+  // sequence, the policy stays): kv::FourierCache's semantics for context `ctx` (its kv::Shape's
+  // max_tokens) with options f (kv::FourierOptions::parse; dims "" / "none" / a file, the RoPE
+  // layout as f.rope). Prefill steps attend exactly over the full cache; after the step that
+  // completes the planned prompt (or any later one) where the middle exceeds M (L - sink - window
+  // > coeffs), every layer with compressed dims becomes a FourierLayer prefilled from its K/V
+  // rows, with kv::FourierCache's period T = smooth(min(P + max_new, ctx) - sink - window) (at
+  // least the middle) and its dims. Decode steps then append (eviction + rank-1 update) and attend
+  // through FlashFourierAttention (direct path for f32 exact K/V or head_dim < 64); layers
+  // without compressed dims keep the full cache. Exact K/V are f32 with GpuForwardOptions::f32_kv
+  // (the exact-match mode), else bf16. Throws Error(Unsupported) for compat=reference, f16
+  // coefficients, 16-bit statistics, a head_dim outside 8/16/32/64/128 or a GQA group outside
+  // 1/2/4/8 (when some layer compresses), Error(InvalidInput) for a bad dims file or ctx < 1.
+  // Multi-token steps after compression and a middle index reaching T (the CPU re-anchors) throw
+  // Error(Unsupported).
+  void use_fourier(const kv::FourierOptions& f, int64_t ctx);
+  // kv::Policy::plan for the current sequence: the prompt's length (compression waits for it to
+  // complete) and the tokens planned after it (T). Throws Error(InvalidInput) for negatives.
+  void plan(int64_t prompt_tokens, int64_t max_new_tokens);
+  // use_fourier's state: whether the cache has compressed, its period T and the middle length of
+  // the compressed layers (0 before compression).
+  struct FourierState {
+    bool compressed = false;
+    int64_t period = 0, mid_len = 0;
+    int compressed_layers = 0;
+  };
+  FourierState fourier_state() const;
+
   // Fills every KV cache row with deterministic uniform noise in [-1, 1)
   // (benchmarks: decode time does not depend on the cached values).
   void fill_kv_random(uint64_t seed);
 
   const Model& model() const;
   size_t weight_bytes() const;    // device bytes of all weights
-  size_t kv_bytes() const;        // device bytes of the KV cache at n_tokens() (fourier: held bytes)
+  // Device bytes of the KV cache at n_tokens(): full rows; fourier: the FourierLayers' held bytes
+  // (exact rows, the middle's exact dims, coefficients, scale/offset) plus the full rows of
+  // layers without compressed dims. The full cache's allocation (kv_capacity_bytes) stays.
+  size_t kv_bytes() const;
   size_t kv_bytes_read() const;   // KV bytes one decode step reads now (full: K + V rows; fourier: attention_bytes)
   size_t kv_capacity_bytes() const;
   size_t kv_bytes_per_token() const;  // K + V over all layers

@@ -2,7 +2,8 @@
 // against a plain fp32/double reference on random inputs of several shapes, and
 // cuda::GpuForward against the CPU Forward: greedy tokens on the shared models
 // (f32 weights and KV: the same ids), logits within stated tolerances (bf16),
-// the Qwen2 (bias) and Qwen3 (q/k norm) variants on random tiny models. Every
+// the Qwen2 (bias) and Qwen3 (q/k norm) variants on random tiny models, and the
+// FourierAttention cache (use_fourier) against kv::FourierCache (same greedy ids). Every
 // test skips with a message where no CUDA device is present (CI).
 #include <gtest/gtest.h>
 
@@ -18,6 +19,7 @@
 #include "cuda/forward_kernels.h"
 #include "cuda/runtime.h"
 #include "cuda/testing.h"
+#include "kv/fourier.h"
 #include "kv/policy.h"
 #include "model/forward.h"
 #include "model/presets.h"
@@ -373,7 +375,143 @@ void expect_close_bf16(const Model& m, int prompt_len, int steps) {
   EXPECT_EQ(agree, decided);
 }
 
+// FourierAttention with kv::FourierCache's semantics (GpuForward::use_fourier) against the CPU's
+// Forward over kv::FourierCache, f32 weights and exact K/V: sink 4, window 32, M = 64 coefficients,
+// so a prompt of prompt_len tokens compresses at its end (middle prompt_len - 36 > 64) and the
+// middle grows by one per decode step. Every greedy id equals the CPU's; the period is the CPU's;
+// the held bytes equal the CPU's segments with two f32 statistics per compressed dim (scale and
+// offset) where the CPU keeps three (u_bar, i_bar, s).
+void expect_fourier_greedy(const Model& m, int prompt_len, int steps, const std::string& coeff_dtype) {
+  SCOPED_TRACE(m.path + " fourier coeff_dtype=" + coeff_dtype);
+  const std::vector<int32_t> prompt = prompt_of(m, prompt_len);
+  const int64_t ctx = m.config.ctx_len, P = prompt_len;
+  const kv::Shape shape = kv_shape(m.config, ctx);
+  kv::Options opts = {{"sink", "4"}, {"window", "32"}, {"coeffs", "64"}, {"coeff_dtype", coeff_dtype}};
+  opts["rope"] = shape.rope_layout == kv::RopeLayout::Interleaved ? "interleaved" : "half";
+  const kv::FourierOptions f = kv::FourierOptions::parse(opts);
+  ASSERT_GT(P - f.sink - f.window, f.coeffs) << "the prompt must compress";
+  ASSERT_LE(P + steps, ctx);
+
+  Forward cfw(m);
+  kv::FourierCache cpu(shape, f);
+  cpu.plan(P, steps);
+  std::vector<float> logits(m.config.vocab_size), glogits(m.config.vocab_size);
+  std::vector<int32_t> cpu_ids, gpu_ids;
+  cfw.run(prompt.data(), P, cpu, logits.data());
+  ASSERT_TRUE(cpu.compressed());
+  std::vector<std::vector<float>> cpu_logits;
+  for (int s = 0; s < steps; ++s) {
+    cpu_logits.push_back(logits);
+    cpu_ids.push_back(argmax_host(logits));
+    if (s + 1 < steps) cfw.run(&cpu_ids.back(), 1, cpu, logits.data());
+  }
+
+  cuda::GpuForwardOptions o;
+  o.f32_weights = o.f32_kv = true;
+  o.max_tokens = P + steps;
+  cuda::GpuForward gfw(m, o);
+  gfw.use_fourier(f, ctx);
+  gfw.plan(P, steps);
+  int32_t id = -1;
+  gfw.run(prompt.data(), P, glogits.data(), &id);
+  const cuda::GpuForward::FourierState s0 = gfw.fourier_state();
+  ASSERT_TRUE(s0.compressed);
+  EXPECT_EQ(s0.compressed_layers, m.config.n_layers);
+  EXPECT_EQ(s0.mid_len, P - f.sink - f.window);
+  EXPECT_EQ(s0.period, cpu.segments(0).period);
+  double worst = 0;
+  for (int s = 0; s < steps; ++s) {
+    worst = std::max(worst, rel_err(glogits, cpu_logits[static_cast<size_t>(s)]));
+    gpu_ids.push_back(id);
+    if (s + 1 < steps) gfw.run(&cpu_ids[static_cast<size_t>(s)], 1, glogits.data(), &id);  // the CPU's token
+  }
+  const cuda::GpuForward::FourierState s1 = gfw.fourier_state();
+  EXPECT_EQ(s1.mid_len, s0.mid_len + steps - 1);
+  EXPECT_EQ(s1.mid_len, cpu.segments(0).middle);
+  int first_diff = -1;
+  for (int s = 0; s < steps && first_diff < 0; ++s)
+    if (gpu_ids[static_cast<size_t>(s)] != cpu_ids[static_cast<size_t>(s)]) first_diff = s;
+  const kv::ByteLedger held = cpu.held_bytes();
+  const size_t cpu_bytes =
+      held.at("sinks") + held.at("local") + held.at("middle_exact") + held.at("coefficients") + held.at("statistics") * 2 / 3;
+  std::printf("gpu fourier (f32 weights + exact K/V, coeff_dtype %s) vs cpu, %s: %lld prompt (middle %lld, T %lld) + %d "
+              "greedy tokens, %d equal ids, max logit error %.2e; held bytes gpu %zu, cpu %zu (indices %zu, rollback %zu "
+              "excluded, statistics x 2/3)\n",
+              coeff_dtype.c_str(), m.path.c_str(), static_cast<long long>(P), static_cast<long long>(s0.mid_len),
+              static_cast<long long>(s0.period), steps, first_diff < 0 ? steps : first_diff, worst, gfw.kv_bytes(),
+              cpu_bytes, held.at("indices"), held.at("rollback"));
+  EXPECT_EQ(first_diff, -1) << "first differing step " << first_diff << ": cpu " << cpu_ids[first_diff] << ", gpu "
+                            << gpu_ids[first_diff] << ", cpu top-2 margin " << top2_margin(cpu_logits[first_diff]);
+  EXPECT_EQ(gfw.kv_bytes(), cpu_bytes);
+  // A multi-token step on the compressed cache is refused.
+  const std::vector<int32_t> two = {1, 2};
+  try {
+    gfw.run(two.data(), 2, nullptr, &id);
+    ADD_FAILURE() << "a 2-token step after compression ran";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::Unsupported) << e.what();
+  }
+}
+
 }  // namespace
+
+TEST(CudaForward, FourierGreedyEqualsCpu) {
+  REQUIRE_GPU();
+  HARMONIA_REQUIRE_SHARED("models/stories260K/stories260K.gguf");
+  HARMONIA_REQUIRE_SHARED("models/TinyStories-656K/model.safetensors");
+  auto a = load_model(shared_path("models/stories260K/stories260K.gguf"));
+  auto b = load_model(shared_path("models/TinyStories-656K"));
+  for (const Model* m : {a.get(), b.get()}) {
+    expect_fourier_greedy(*m, 200, 128, "f32");
+    expect_fourier_greedy(*m, 200, 128, "bf16");
+  }
+}
+
+// use_fourier's refusals and its short-prompt rule: a prompt whose middle does not exceed M stays
+// exact (full's tokens) until a decode step makes it exceed M, then compresses there.
+TEST(CudaForward, FourierPolicyShortPromptAndRefusals) {
+  REQUIRE_GPU();
+  auto m = make_random_model(preset_config("tiny-llama"), {});
+  m->path = "tiny-llama";
+  cuda::GpuForwardOptions o;
+  o.f32_weights = o.f32_kv = true;
+  o.max_tokens = 160;
+  cuda::GpuForward fw(*m, o);
+  auto parse = [&](kv::Options opts) { return kv::FourierOptions::parse(opts); };
+  for (const char* bad : {"compat", "coeff_dtype", "stats_dtype"}) {
+    kv::Options opts = {{bad, std::string(bad) == "compat" ? "reference" : "f16"}};
+    try {
+      fw.use_fourier(parse(opts), 160);
+      ADD_FAILURE() << bad << " accepted";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.kind(), ErrorKind::Unsupported) << e.what();
+    }
+  }
+  const kv::FourierOptions f = parse({{"sink", "2"}, {"window", "8"}, {"coeffs", "16"}});
+  fw.use_fourier(f, 160);
+  fw.plan(20, 100);
+  const std::vector<int32_t> prompt = prompt_of(*m, 20);
+  int32_t id = -1;
+  fw.run(prompt.data(), 20, nullptr, &id);
+  EXPECT_FALSE(fw.fourier_state().compressed) << "middle 10 <= M = 16";
+  Forward cfw(*m);
+  kv::FourierCache cpu(kv_shape(m->config, 160), f);
+  cpu.plan(20, 100);
+  std::vector<float> logits(m->config.vocab_size);
+  cfw.run(prompt.data(), 20, cpu, logits.data());
+  int steps = 0, first_diff = -1;
+  for (; steps < 60; ++steps) {
+    const int32_t cid = argmax_host(logits);
+    if (first_diff < 0 && cid != id) first_diff = steps;
+    EXPECT_EQ(fw.fourier_state().compressed, cpu.compressed()) << "step " << steps;
+    cfw.run(&cid, 1, cpu, logits.data());
+    fw.run(&cid, 1, nullptr, &id);
+  }
+  EXPECT_TRUE(fw.fourier_state().compressed);
+  EXPECT_EQ(fw.fourier_state().period, cpu.segments(0).period);
+  EXPECT_EQ(fw.fourier_state().mid_len, cpu.segments(0).middle);
+  EXPECT_EQ(first_diff, -1) << "first differing step " << first_diff;
+}
 
 TEST(CudaForward, Stories260KGreedyEqualsCpu) {
   REQUIRE_GPU();

@@ -8,6 +8,7 @@
 #include <mutex>
 #include <numeric>
 #include <string>
+#include <type_traits>
 #include <utility>
 
 #include "cuda/fourier_gpu.h"
@@ -61,15 +62,17 @@ __device__ __forceinline__ void coef_add(bf16* c, float* dc, int r, int j, int c
   }
 }
 
-// Device views of one layer (by value into kernels).
-template <typename CT>
+// Device views of one layer (by value into kernels). XT: the exact K/V element type (bf16, or f32 with
+// FourierConfig::exact_f32); views of the other type carry null exact pointers (kernels that never
+// touch exact storage take LayerView<CT>).
+template <typename CT, typename XT = bf16>
 struct LayerView {
   int B, H, Hq, G, D, N, M;
   int64_t E, T, mid_cap;
   int nkc_tot, nkn_tot, nvc_tot, nvn_tot;
   const int *kc_idx, *kc_off, *kn_idx, *kn_off, *vc_idx, *vc_off, *vn_idx, *vn_off;  // [H+1] offsets
-  bf16 *kex, *vex;        // [B][H][E][D]
-  bf16 *midk, *midv;      // [B][mid_cap * nkn_tot] per head [mid_cap][nkn(h)] at mid_cap * kn_off[h]
+  XT *kex, *vex;          // [B][H][E][D]
+  XT *midk, *midv;        // [B][mid_cap * nkn_tot] per head [mid_cap][nkn(h)] at mid_cap * kn_off[h]
   CT *ck, *cv;            // [B][M * nkc_tot] per head [M][nkc(h)] at M * kc_off[h]
   float *dck, *dcv;       // [B][nkc_tot] C_0 (bf16 storage)
   float *ks, *ko, *vs, *vo;  // [B][nkc_tot] / [B][nvc_tot]: scale s_j and offset u_j - s_j i_j
@@ -143,6 +146,26 @@ struct SplitParams {
   float2* pA;           // [B][Hq][S_mid][N] (direct path)
   float* xs;            // [B][Hq][T] (FFT path): compressed-dims scores f(l) in, scaled full scores out
   const __half* etab;   // tiled path: basis table [hi, lo][kTileP][2N + 8] (see basis_table_kernel)
+  // FourierConfig::exact_f32 (direct path only): the exact rows as f32 in place of kex..midv (then null).
+  const float *kex32, *vex32, *midk32, *midv32;
+};
+
+// SplitParams' exact storage of element type XT.
+template <typename XT>
+struct ExactRows;
+template <>
+struct ExactRows<bf16> {
+  static __device__ __forceinline__ const bf16* k(const SplitParams& p) { return p.kex; }
+  static __device__ __forceinline__ const bf16* v(const SplitParams& p) { return p.vex; }
+  static __device__ __forceinline__ const bf16* mk(const SplitParams& p) { return p.midk; }
+  static __device__ __forceinline__ const bf16* mv(const SplitParams& p) { return p.midv; }
+};
+template <>
+struct ExactRows<float> {
+  static __device__ __forceinline__ const float* k(const SplitParams& p) { return p.kex32; }
+  static __device__ __forceinline__ const float* v(const SplitParams& p) { return p.vex32; }
+  static __device__ __forceinline__ const float* mk(const SplitParams& p) { return p.midk32; }
+  static __device__ __forceinline__ const float* mv(const SplitParams& p) { return p.midv32; }
 };
 
 template <int D, int G>
@@ -168,7 +191,7 @@ __device__ __forceinline__ float2 phase(int64_t n, int64_t l, int64_t T) {
 }
 
 // A split block over the exact rows (sinks + local window): plain flash decoding.
-template <int D, int G>
+template <int D, int G, typename XT = bf16>
 __device__ __forceinline__ void exact_split(const SplitParams& p, float* smem, int split, int h, int b,
                                             const float* qb, int64_t p0, int S_tot) {
   constexpr int LPR = D / 8;
@@ -182,13 +205,13 @@ __device__ __forceinline__ void exact_split(const SplitParams& p, float* smem, i
   const int64_t begin = split * p.chunk_ex, end = min(p.n_exact, begin + p.chunk_ex);
   Online<G> st;
   st.init();
-  dense_range<bf16, D, G>(p.kex + head, p.vex + head, begin, end, qr, st);
+  dense_range<XT, D, G>(ExactRows<XT>::k(p) + head, ExactRows<XT>::v(p) + head, begin, end, qr, st);
   combine_write<D, G>(st, smem, p.pm + p0, p.pl + p0, p.po + p0 * D, S_tot);
 }
 
 // grid (S_ex + S_mid, H, B). Blocks < S_ex: flash decoding over the exact rows
 // (sinks + local window). Others: a range of middle positions, BT per tile.
-template <int D, int G, int NPT>
+template <int D, int G, int NPT, typename XT = bf16>
 __global__ void __launch_bounds__(kThreads) fourier_split_kernel(SplitParams p) {
   extern __shared__ float smem[];
   const int split = blockIdx.x, h = blockIdx.y, b = blockIdx.z, tid = threadIdx.x;
@@ -198,7 +221,7 @@ __global__ void __launch_bounds__(kThreads) fourier_split_kernel(SplitParams p) 
   const float* qb = p.q + bhq * D;
 
   if (split < p.S_ex) {
-    exact_split<D, G>(p, smem, split, h, b, qb, p0, S_tot);
+    exact_split<D, G, XT>(p, smem, split, h, b, qb, p0, S_tot);
     return;
   }
 
@@ -241,14 +264,14 @@ __global__ void __launch_bounds__(kThreads) fourier_split_kernel(SplitParams p) 
     }
   }
   const int64_t lb = ms * p.chunk_mid, le = min(p.mid_len, lb + p.chunk_mid);
-  const bf16* mk = p.midk + static_cast<int64_t>(b) * p.mid_cap * p.nkn_tot + p.mid_cap * kn0;
-  const bf16* mv = p.midv + static_cast<int64_t>(b) * p.mid_cap * p.nvn_tot + p.mid_cap * vn0;
+  const XT* mk = ExactRows<XT>::mk(p) + static_cast<int64_t>(b) * p.mid_cap * p.nkn_tot + p.mid_cap * kn0;
+  const XT* mv = ExactRows<XT>::mv(p) + static_cast<int64_t>(b) * p.mid_cap * p.nvn_tot + p.mid_cap * vn0;
   __syncthreads();
 
   for (int64_t l1 = lb; l1 < le; l1 += BT) {
     const int nr = le - l1 < BT ? static_cast<int>(le - l1) : BT;
-    for (int i = tid; i < nr * nkn; i += kThreads) kt[i] = __bfloat162float(mk[l1 * nkn + i]);
-    for (int i = tid; i < nr * nvn; i += kThreads) vt[i] = __bfloat162float(mv[l1 * nvn + i]);
+    for (int i = tid; i < nr * nkn; i += kThreads) kt[i] = to_float(mk[l1 * nkn + i]);
+    for (int i = tid; i < nr * nvn; i += kThreads) vt[i] = to_float(mv[l1 * nvn + i]);
     float2 ph[NPT];
 #pragma unroll
     for (int k = 0; k < NPT; ++k) ph[k] = phase(nn[k] < p.N ? nn[k] : 0, l1, p.T);
@@ -1051,21 +1074,21 @@ __global__ void __launch_bounds__(kThreads) fourier_vmap_kernel(LayerView<CT> L,
 
 // ---- Decode-time update (spec §3.4) -------------------------------------------------------
 // grid (H, B): the exact dims of the oldest local token (ring slot `slot`) append to the middle.
-template <typename CT>
-__global__ void evict_exact_kernel(LayerView<CT> L, int64_t slot, int64_t mid_len) {
+template <typename CT, typename XT>
+__global__ void evict_exact_kernel(LayerView<CT, XT> L, int64_t slot, int64_t mid_len) {
   const int h = blockIdx.x, b = blockIdx.y;
   const int64_t row = ((static_cast<int64_t>(b) * L.H + h) * L.E + slot) * L.D;
   const int kn0 = L.kn_off[h], nkn = L.kn_off[h + 1] - kn0;
   const int vn0 = L.vn_off[h], nvn = L.vn_off[h + 1] - vn0;
-  bf16* mk = L.midk + static_cast<int64_t>(b) * L.mid_cap * L.nkn_tot + L.mid_cap * kn0 + mid_len * nkn;
-  bf16* mv = L.midv + static_cast<int64_t>(b) * L.mid_cap * L.nvn_tot + L.mid_cap * vn0 + mid_len * nvn;
+  XT* mk = L.midk + static_cast<int64_t>(b) * L.mid_cap * L.nkn_tot + L.mid_cap * kn0 + mid_len * nkn;
+  XT* mv = L.midv + static_cast<int64_t>(b) * L.mid_cap * L.nvn_tot + L.mid_cap * vn0 + mid_len * nvn;
   for (int j = threadIdx.x; j < nkn; j += blockDim.x) mk[j] = L.kex[row + L.kn_idx[kn0 + j]];
   for (int j = threadIdx.x; j < nvn; j += blockDim.x) mv[j] = L.vex[row + L.vn_idx[vn0 + j]];
 }
 
 // grid (ceil(M/32), H, B): the compressed dims' rank-1 update at middle index pos.
-template <typename CT>
-__global__ void __launch_bounds__(kThreads) rank1_kernel(LayerView<CT> L, int64_t slot, int64_t pos) {
+template <typename CT, typename XT>
+__global__ void __launch_bounds__(kThreads) rank1_kernel(LayerView<CT, XT> L, int64_t slot, int64_t pos) {
   __shared__ float basis[32];
   const int h = blockIdx.y, b = blockIdx.z, r0 = blockIdx.x * 32;
   if (threadIdx.x < 32 && r0 + threadIdx.x < L.M) {
@@ -1083,17 +1106,18 @@ __global__ void __launch_bounds__(kThreads) rank1_kernel(LayerView<CT> L, int64_
     const int c0 = off[h], cols = off[h + 1] - c0, tot = side ? L.nvc_tot : L.nkc_tot;
     CT* C = (side ? L.cv : L.ck) + static_cast<int64_t>(b) * L.M * tot + static_cast<int64_t>(L.M) * c0;
     float* dc = (side ? L.dcv : L.dck) + static_cast<int64_t>(b) * tot + c0;
-    const bf16* src = (side ? L.vex : L.kex) + row;
+    const XT* src = (side ? L.vex : L.kex) + row;
     for (int i = threadIdx.x; i < 32 * cols; i += kThreads) {
       const int rl = i / cols, j = i % cols, r = r0 + rl;
       if (r >= L.M) continue;
-      coef_add(C, dc, r, j, cols, L.N, L.kappa, __bfloat162float(src[idx[c0 + j]]), basis[rl]);
+      coef_add(C, dc, r, j, cols, L.N, L.kappa, to_float(src[idx[c0 + j]]), basis[rl]);
     }
   }
 }
 
 // grid (H, B): the new token into ring slot `slot`.
-__global__ void push_kernel(bf16* kex, bf16* vex, const bf16* k, const bf16* v, int H, int64_t E, int D,
+template <typename XT>
+__global__ void push_kernel(XT* kex, XT* vex, const XT* k, const XT* v, int H, int64_t E, int D,
                             int64_t slot) {
   const int h = blockIdx.x, b = blockIdx.y;
   const int64_t dst = ((static_cast<int64_t>(b) * H + h) * E + slot) * D, src = (static_cast<int64_t>(b) * H + h) * D;
@@ -1105,7 +1129,8 @@ __global__ void push_kernel(bf16* kex, bf16* vex, const bf16* k, const bf16* v, 
 
 // ---- Prefill (spec §3.3, §3.5) ------------------------------------------------------------
 // grid (E, H, B): sinks = prompt rows [0, sink), local = the last `window` rows (ring slots 0..).
-__global__ void copy_exact_kernel(bf16* kex, bf16* vex, const bf16* k, const bf16* v, int H, int64_t E, int D,
+template <typename XT>
+__global__ void copy_exact_kernel(XT* kex, XT* vex, const XT* k, const XT* v, int H, int64_t E, int D,
                                   int64_t P, int64_t sink, int64_t window) {
   const int64_t e = blockIdx.x;
   const int h = blockIdx.y, b = blockIdx.z;
@@ -1118,8 +1143,8 @@ __global__ void copy_exact_kernel(bf16* kex, bf16* vex, const bf16* k, const bf1
 }
 
 // grid (ceil(K/32), H, B): exact dims of middle tokens l < K.
-template <typename CT>
-__global__ void __launch_bounds__(kThreads) gather_middle_kernel(LayerView<CT> L, const bf16* k, const bf16* v,
+template <typename CT, typename XT>
+__global__ void __launch_bounds__(kThreads) gather_middle_kernel(LayerView<CT, XT> L, const XT* k, const XT* v,
                                                                   int64_t P, int64_t sink, int64_t K) {
   const int h = blockIdx.y, b = blockIdx.z;
   const int64_t l0 = blockIdx.x * 32;
@@ -1128,9 +1153,9 @@ __global__ void __launch_bounds__(kThreads) gather_middle_kernel(LayerView<CT> L
     const int* off = side ? L.vn_off : L.kn_off;
     const int* idx = side ? L.vn_idx : L.kn_idx;
     const int c0 = off[h], cols = off[h + 1] - c0;
-    bf16* dst = (side ? L.midv : L.midk) + static_cast<int64_t>(b) * L.mid_cap * (side ? L.nvn_tot : L.nkn_tot) +
-                L.mid_cap * c0;
-    const bf16* src = side ? v : k;
+    XT* dst = (side ? L.midv : L.midk) + static_cast<int64_t>(b) * L.mid_cap * (side ? L.nvn_tot : L.nkn_tot) +
+              L.mid_cap * c0;
+    const XT* src = side ? v : k;
     for (int i = threadIdx.x; i < 32 * cols; i += kThreads) {
       const int64_t l = l0 + i / cols;
       const int j = i % cols;
@@ -1145,18 +1170,18 @@ struct ColumnTable {
   int n_cols;
 };
 
-template <typename CT>
-__global__ void gather_columns_kernel(LayerView<CT> L, ColumnTable ct, const bf16* k, const bf16* v, int64_t P,
+template <typename CT, typename XT>
+__global__ void gather_columns_kernel(LayerView<CT> L, ColumnTable ct, const XT* k, const XT* v, int64_t P,
                                       int64_t sink, int64_t K, int64_t c_begin, float* X) {
   const int64_t c = c_begin + blockIdx.y;
   const int b = static_cast<int>(c / ct.n_cols), cc = static_cast<int>(c % ct.n_cols);
   const int h = ct.head[cc], side = ct.side[cc], j = ct.j[cc];
   const int dim = side ? L.vc_idx[L.vc_off[h] + j] : L.kc_idx[L.kc_off[h] + j];
-  const bf16* src = (side ? v : k) + (static_cast<int64_t>(b) * L.H + h) * P * L.D + dim;
+  const XT* src = (side ? v : k) + (static_cast<int64_t>(b) * L.H + h) * P * L.D + dim;
   float* x = X + static_cast<int64_t>(blockIdx.y) * L.T;
   for (int64_t t = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; t < L.T;
        t += static_cast<int64_t>(gridDim.x) * blockDim.x)
-    x[t] = t < K ? __bfloat162float(src[(sink + t) * L.D]) : 0.0f;
+    x[t] = t < K ? to_float(src[(sink + t) * L.D]) : 0.0f;
 }
 
 // Mean and max absolute deviation (spec §3.5) of rows of length K, in double. One block per row.
@@ -1271,16 +1296,17 @@ struct FourierLayer::Impl {
   bool compressed = false;
   int64_t mid_len = 0, lstart = 0;
 
-  template <typename CT>
-  LayerView<CT> view() const {
-    LayerView<CT> L{};
+  template <typename CT, typename XT = bf16>
+  LayerView<CT, XT> view() const {
+    LayerView<CT, XT> L{};
     L.B = B, L.H = H, L.Hq = Hq, L.G = G, L.D = D, L.N = N, L.M = M;
     L.E = E, L.T = cfg.period, L.mid_cap = cfg.mid_capacity;
     L.nkc_tot = nkc_tot, L.nkn_tot = nkn_tot, L.nvc_tot = nvc_tot, L.nvn_tot = nvn_tot;
     const int* base = idx.as<int>();
     L.kc_idx = base + o_kc, L.kn_idx = base + o_kn, L.vc_idx = base + o_vc, L.vn_idx = base + o_vn;
     L.kc_off = base + o_kco, L.kn_off = base + o_kno, L.vc_off = base + o_vco, L.vn_off = base + o_vno;
-    L.kex = kex.as<bf16>(), L.vex = vex.as<bf16>(), L.midk = midk.as<bf16>(), L.midv = midv.as<bf16>();
+    if (std::is_same_v<XT, float> == cfg.exact_f32)  // else null: the exact storage has the other type
+      L.kex = kex.as<XT>(), L.vex = vex.as<XT>(), L.midk = midk.as<XT>(), L.midv = midv.as<XT>();
     L.ck = ck.as<CT>(), L.cv = cv.as<CT>(), L.dck = dck.as<float>(), L.dcv = dcv.as<float>();
     L.ks = ks.as<float>(), L.ko = ko.as<float>(), L.vs = vs.as<float>(), L.vo = vo.as<float>();
     L.kappa = cfg.coeff_bf16 ? static_cast<float>(1.0 / static_cast<double>(cfg.period)) : 1.0f;
@@ -1292,11 +1318,18 @@ struct FourierLayer::Impl {
     return {c, c + n_cols, c + 2 * n_cols, n_cols};
   }
   int coef_bytes() const { return cfg.coeff_bf16 ? 2 : 4; }
+  int exact_bytes() const { return cfg.exact_f32 ? 4 : 2; }
 
-  template <typename CT>
-  void prefill_t(const bf16* k, const bf16* v, int64_t P);
-  template <typename CT>
-  void append_t(const bf16* k, const bf16* v);
+  template <typename CT, typename XT>
+  void prefill_t(const XT* k, const XT* v, int64_t P);
+  template <typename CT, typename XT>
+  void append_t(const XT* k, const XT* v);
+  template <typename XT>
+  void check_exact_type(const char* what) const {
+    if (std::is_same_v<XT, float> != cfg.exact_f32)
+      fail_invalid(std::string("cuda fourier ") + what + ": K/V given as " + (std::is_same_v<XT, float> ? "f32" : "bf16") +
+                   " but the exact storage is " + (cfg.exact_f32 ? "f32" : "bf16"));
+  }
   template <typename CT>
   void attend_t(const float* q, float* out, AttentionWorkspace& ws, int target_blocks, FourierPath path);
 
@@ -1304,8 +1337,10 @@ struct FourierLayer::Impl {
   // head, compute-bound) and the FFT path's traffic (~a dozen f32 passes over T per query head, ~10
   // launches): FFT once the trigonometric work is large against T and the launches are amortised.
   // The tiled path's limits: the basis table in shared memory (N <= kTiledMaxN), k-steps of 8 frequencies.
+  // The FFT and tiled paths: bf16 exact storage and head_dim 64 / 128 only (the direct path: any of 8 .. 128).
+  bool fft_supported() const { return !cfg.exact_f32 && (D == 64 || D == 128); }
   bool tiled_supported() const {
-    return N % 8 == 0 && N <= kTiledMaxN && (D == 64 || D == 128) && (G == 1 || G == 2 || G == 4 || G == 8) &&
+    return fft_supported() && N % 8 == 0 && N <= kTiledMaxN && (D == 64 || D == 128) && (G == 1 || G == 2 || G == 4 || G == 8) &&
            tiled_smem_bytes(N, D, G, true) <= static_cast<size_t>(smem_optin());
   }
   static int smem_optin() {
@@ -1320,6 +1355,7 @@ struct FourierLayer::Impl {
   // NOTE: the tiled path is not an Auto choice: on the H200 it measured 1.03-1.2x the FFT path's time at
   // 4k-128k (tiled-fast 0.94-1.07x), issue-bound at 8 warps per multiprocessor (docs/perf/gpu.md).
   FourierPath auto_path() const {
+    if (!fft_supported()) return FourierPath::Direct;
     const double work = static_cast<double>(mid_len) * N;
     return work >= 64.0 * static_cast<double>(cfg.period) && work * B * Hq >= 4.0e6 ? FourierPath::Fft
                                                                                      : FourierPath::Direct;
@@ -1391,10 +1427,11 @@ FourierLayer::FourierLayer(const FourierConfig& cfg, const std::vector<FourierHe
   if (!table.empty()) to_device(I.cols.get(), table.data(), table.size() * sizeof(int));
 
   const size_t B = I.B;
-  I.kex.reserve(B * I.H * I.E * I.D * 2);
-  I.vex.reserve(B * I.H * I.E * I.D * 2);
-  I.midk.reserve(std::max<size_t>(1, B * cfg.mid_capacity * I.nkn_tot) * 2);
-  I.midv.reserve(std::max<size_t>(1, B * cfg.mid_capacity * I.nvn_tot) * 2);
+  const size_t xb = I.exact_bytes();
+  I.kex.reserve(B * I.H * I.E * I.D * xb);
+  I.vex.reserve(B * I.H * I.E * I.D * xb);
+  I.midk.reserve(std::max<size_t>(1, B * cfg.mid_capacity * I.nkn_tot) * xb);
+  I.midv.reserve(std::max<size_t>(1, B * cfg.mid_capacity * I.nvn_tot) * xb);
   I.ck.reserve(std::max<size_t>(1, B * I.M * I.nkc_tot) * I.coef_bytes());
   I.cv.reserve(std::max<size_t>(1, B * I.M * I.nvc_tot) * I.coef_bytes());
   for (DeviceBuffer* d : {&I.dck, &I.ks, &I.ko}) d->reserve(std::max<size_t>(1, B * I.nkc_tot) * 4);
@@ -1412,16 +1449,16 @@ FourierLayer::~FourierLayer() = default;
 
 int64_t FourierLayer::mid_len() const { return im_->mid_len; }
 
-template <typename CT>
-void FourierLayer::Impl::prefill_t(const bf16* k, const bf16* v, int64_t P) {
+template <typename CT, typename XT>
+void FourierLayer::Impl::prefill_t(const XT* k, const XT* v, int64_t P) {
   const int64_t K = P - cfg.sink - cfg.window, T = cfg.period;
   if (K < 1 || K > cfg.mid_capacity)
     fail_invalid("cuda fourier prefill: prompt of " + std::to_string(P) + " tokens leaves a middle of " +
                  std::to_string(K) + " (capacity " + std::to_string(cfg.mid_capacity) + ")");
   const LayerView<CT> L = view<CT>();
-  copy_exact_kernel<<<dim3(E, H, B), 128>>>(kex.as<bf16>(), vex.as<bf16>(), k, v, H, E, D, P, cfg.sink, cfg.window);
+  copy_exact_kernel<XT><<<dim3(E, H, B), 128>>>(kex.as<XT>(), vex.as<XT>(), k, v, H, E, D, P, cfg.sink, cfg.window);
   check_launch("fourier prefill: sinks and window");
-  gather_middle_kernel<CT><<<dim3((K + 31) / 32, H, B), kThreads>>>(L, k, v, P, cfg.sink, K);
+  gather_middle_kernel<CT, XT><<<dim3((K + 31) / 32, H, B), kThreads>>>(view<CT, XT>(), k, v, P, cfg.sink, K);
   check_launch("fourier prefill: middle exact dims");
   if (cfg.coeff_bf16) {  // row 0 of bf16 storage is unused; keep it defined
     fill_zero(ck.get(), ck.bytes());
@@ -1439,7 +1476,7 @@ void FourierLayer::Impl::prefill_t(const bf16* k, const bf16* v, int64_t P) {
     cufftHandle fwd, inv;
     check_cufft(cufftPlanMany(&fwd, 1, &len, nullptr, 1, len, nullptr, 1, len / 2 + 1, CUFFT_R2C, n), "plan r2c");
     check_cufft(cufftPlanMany(&inv, 1, &len, nullptr, 1, len / 2 + 1, nullptr, 1, len, CUFFT_C2R, n), "plan c2r");
-    gather_columns_kernel<CT><<<dim3(static_cast<unsigned>(std::min<int64_t>((T + 255) / 256, 1024)), n), 256>>>(
+    gather_columns_kernel<CT, XT><<<dim3(static_cast<unsigned>(std::min<int64_t>((T + 255) / 256, 1024)), n), 256>>>(
         L, ct, k, v, P, cfg.sink, K, c0, X.as<float>());
     check_launch("fourier prefill: gather columns");
     mean_dev_kernel<<<n, kThreads>>>(X.as<float>(), T, K, mu, du);
@@ -1465,6 +1502,7 @@ void FourierLayer::Impl::prefill_t(const bf16* k, const bf16* v, int64_t P) {
 }
 
 void FourierLayer::prefill(const uint16_t* k, const uint16_t* v, int64_t P) {
+  im_->check_exact_type<bf16>("prefill");
   const auto* kb = reinterpret_cast<const bf16*>(k);
   const auto* vb = reinterpret_cast<const bf16*>(v);
   if (im_->cfg.coeff_bf16)
@@ -1473,27 +1511,36 @@ void FourierLayer::prefill(const uint16_t* k, const uint16_t* v, int64_t P) {
     im_->prefill_t<float>(kb, vb, P);
 }
 
-template <typename CT>
-void FourierLayer::Impl::append_t(const bf16* k, const bf16* v) {
+void FourierLayer::prefill(const float* k, const float* v, int64_t P) {
+  im_->check_exact_type<float>("prefill");
+  if (im_->cfg.coeff_bf16)
+    im_->prefill_t<bf16>(k, v, P);
+  else
+    im_->prefill_t<float>(k, v, P);
+}
+
+template <typename CT, typename XT>
+void FourierLayer::Impl::append_t(const XT* k, const XT* v) {
   if (!compressed) fail_unsupported("cuda fourier append: the layer has not been prefilled");
   if (mid_len >= cfg.period)
     fail_unsupported("cuda fourier append: middle index " + std::to_string(mid_len) + " reached the period T = " +
                      std::to_string(cfg.period) + " (re-anchoring is CPU-only)");
   if (mid_len >= cfg.mid_capacity)
     fail_unsupported("cuda fourier append: middle capacity " + std::to_string(cfg.mid_capacity) + " reached");
-  const LayerView<CT> L = view<CT>();
+  const LayerView<CT, XT> L = view<CT, XT>();
   const int64_t slot = cfg.sink + lstart;
-  evict_exact_kernel<CT><<<dim3(H, B), 128>>>(L, slot, mid_len);
+  evict_exact_kernel<CT, XT><<<dim3(H, B), 128>>>(L, slot, mid_len);
   check_launch("fourier append: evict exact dims");
-  rank1_kernel<CT><<<dim3((M + 31) / 32, H, B), kThreads>>>(L, slot, mid_len);
+  rank1_kernel<CT, XT><<<dim3((M + 31) / 32, H, B), kThreads>>>(L, slot, mid_len);
   check_launch("fourier append: rank-1 update");
-  push_kernel<<<dim3(H, B), 128>>>(kex.as<bf16>(), vex.as<bf16>(), k, v, H, E, D, slot);
+  push_kernel<XT><<<dim3(H, B), 128>>>(kex.as<XT>(), vex.as<XT>(), k, v, H, E, D, slot);
   check_launch("fourier append: push");
   ++mid_len;
   lstart = (lstart + 1) % cfg.window;
 }
 
 void FourierLayer::append(const uint16_t* k, const uint16_t* v) {
+  im_->check_exact_type<bf16>("append");
   const auto* kb = reinterpret_cast<const bf16*>(k);
   const auto* vb = reinterpret_cast<const bf16*>(v);
   if (im_->cfg.coeff_bf16)
@@ -1502,17 +1549,25 @@ void FourierLayer::append(const uint16_t* k, const uint16_t* v) {
     im_->append_t<float>(kb, vb);
 }
 
+void FourierLayer::append(const float* k, const float* v) {
+  im_->check_exact_type<float>("append");
+  if (im_->cfg.coeff_bf16)
+    im_->append_t<bf16>(k, v);
+  else
+    im_->append_t<float>(k, v);
+}
+
 namespace {
 
-// Blocks of fourier_split_kernel<D, G, NPT> resident per multiprocessor (configures its shared memory once).
-template <int D, int G, int NPT>
+// Blocks of fourier_split_kernel<D, G, NPT, XT> resident per multiprocessor (configures its shared memory once).
+template <int D, int G, int NPT, typename XT>
 int split_resident() {
   static const int n = [] {
     constexpr int bytes = split_smem_floats<D, G>() * 4;
-    check(cudaFuncSetAttribute(fourier_split_kernel<D, G, NPT>, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes),
+    check(cudaFuncSetAttribute(fourier_split_kernel<D, G, NPT, XT>, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes),
           "cudaFuncSetAttribute");
     int r = 0;
-    check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&r, fourier_split_kernel<D, G, NPT>, kThreads, bytes),
+    check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&r, fourier_split_kernel<D, G, NPT, XT>, kThreads, bytes),
           "cudaOccupancyMaxActiveBlocksPerMultiprocessor");
     return std::max(r, 1);
   }();
@@ -1520,36 +1575,49 @@ int split_resident() {
 }
 
 // p.S_mid == 0 asks for the blocks resident per multiprocessor only (returned); otherwise launches.
-template <int D, int G, int NPT>
+template <int D, int G, int NPT, typename XT>
 int launch_split(const SplitParams& p, int B, int H) {
-  const int resident = split_resident<D, G, NPT>();
+  const int resident = split_resident<D, G, NPT, XT>();
   if (p.S_mid == 0) return resident;
-  fourier_split_kernel<D, G, NPT><<<dim3(p.S_ex + p.S_mid, H, B), kThreads, split_smem_floats<D, G>() * 4>>>(p);
+  fourier_split_kernel<D, G, NPT, XT><<<dim3(p.S_ex + p.S_mid, H, B), kThreads, split_smem_floats<D, G>() * 4>>>(p);
   return resident;
 }
 
-template <int D, int G>
+template <int D, int G, typename XT>
 int dispatch_npt(int N, const SplitParams& p, int B, int H) {
-  if (N <= kThreads) return launch_split<D, G, 1>(p, B, H);
+  if (N <= kThreads) return launch_split<D, G, 1, XT>(p, B, H);
   if constexpr (G <= 4) {
-    if (N <= 4 * kThreads) return launch_split<D, G, 4>(p, B, H);
-    if (N <= 8 * kThreads) return launch_split<D, G, 8>(p, B, H);
+    if (N <= 4 * kThreads) return launch_split<D, G, 4, XT>(p, B, H);
+    if (N <= 8 * kThreads) return launch_split<D, G, 8, XT>(p, B, H);
   } else {
-    if (N <= 4 * kThreads) return launch_split<D, G, 4>(p, B, H);
+    if (N <= 4 * kThreads) return launch_split<D, G, 4, XT>(p, B, H);
   }
   fail_unsupported("cuda fourier attention: " + std::to_string(N) + " frequencies with a GQA group of " +
                    std::to_string(G));
 }
 
-template <int D>
+template <int D, typename XT>
 int dispatch_g(int G, int N, const SplitParams& p, int B, int H) {
   switch (G) {
-    case 1: return dispatch_npt<D, 1>(N, p, B, H);
-    case 2: return dispatch_npt<D, 2>(N, p, B, H);
-    case 4: return dispatch_npt<D, 4>(N, p, B, H);
-    case 8: return dispatch_npt<D, 8>(N, p, B, H);
+    case 1: return dispatch_npt<D, 1, XT>(N, p, B, H);
+    case 2: return dispatch_npt<D, 2, XT>(N, p, B, H);
+    case 4: return dispatch_npt<D, 4, XT>(N, p, B, H);
+    case 8: return dispatch_npt<D, 8, XT>(N, p, B, H);
   }
   fail_unsupported("cuda fourier attention: GQA group of " + std::to_string(G) + " (have 1, 2, 4, 8)");
+}
+
+// The direct path's split kernel for head_dim D (8, 16, 32, 64, 128) and exact element type XT.
+template <typename XT>
+int dispatch_direct(int D, int G, int N, const SplitParams& p, int B, int H) {
+  switch (D) {
+    case 8: return dispatch_g<8, XT>(G, N, p, B, H);
+    case 16: return dispatch_g<16, XT>(G, N, p, B, H);
+    case 32: return dispatch_g<32, XT>(G, N, p, B, H);
+    case 64: return dispatch_g<64, XT>(G, N, p, B, H);
+    case 128: return dispatch_g<128, XT>(G, N, p, B, H);
+  }
+  fail_unsupported("cuda fourier attention: head_dim " + std::to_string(D) + " (have 8, 16, 32, 64, 128)");
 }
 
 // FFT path: blocks of fourier_split_fft_kernel<D, G> resident per multiprocessor; launches unless p.S_mid == 0.
@@ -1666,13 +1734,18 @@ template <typename CT>
 void FourierLayer::Impl::attend_t(const float* q, float* out, AttentionWorkspace& ws, int target_blocks,
                                   FourierPath path) {
   if (!compressed) fail_unsupported("cuda fourier attend: the layer has not been prefilled");
-  if (D != 64 && D != 128) fail_unsupported("cuda fourier attention: head_dim " + std::to_string(D) + " (have 64, 128)");
+  if (D != 8 && D != 16 && D != 32 && D != 64 && D != 128)
+    fail_unsupported("cuda fourier attention: head_dim " + std::to_string(D) + " (have 8, 16, 32, 64, 128)");
   if (G != 1 && G != 2 && G != 4 && G != 8)
     fail_unsupported("cuda fourier attention: GQA group of " + std::to_string(G) + " (have 1, 2, 4, 8)");
   const FourierPath chosen = path == FourierPath::Auto ? auto_path() : path;
   const bool fft = chosen == FourierPath::Fft;
   const bool tiled = chosen == FourierPath::Tiled || chosen == FourierPath::TiledFast;
   const bool split = chosen == FourierPath::Tiled;
+  if ((fft || tiled) && !fft_supported())
+    fail_unsupported(std::string("cuda fourier attention: the ") + (fft ? "FFT" : "tiled") +
+                     " path has bf16 exact K/V and head_dim 64 / 128 only (have " +
+                     (cfg.exact_f32 ? "f32" : "bf16") + ", head_dim " + std::to_string(D) + "; the direct path has both)");
   if (tiled && !tiled_supported())
     fail_unsupported("cuda fourier attention: the tiled path needs N % 8 == 0 and N <= " + std::to_string(kTiledMaxN) +
                      " (have N = " + std::to_string(N) + ", head_dim " + std::to_string(D) + ", group " +
@@ -1696,7 +1769,7 @@ void FourierLayer::Impl::attend_t(const float* q, float* out, AttentionWorkspace
       return 1;
     }
     if (fft) return D == 64 ? dispatch_fft_g<64>(G, sp, B, H) : dispatch_fft_g<128>(G, sp, B, H);
-    return D == 64 ? dispatch_g<64>(G, N, sp, B, H) : dispatch_g<128>(G, N, sp, B, H);
+    return cfg.exact_f32 ? dispatch_direct<float>(D, G, N, sp, B, H) : dispatch_direct<bf16>(D, G, N, sp, B, H);
   };
   SplitParams p{};
   if (target_blocks <= 0) {  // one wave of the split kernel
@@ -1716,8 +1789,12 @@ void FourierLayer::Impl::attend_t(const float* q, float* out, AttentionWorkspace
   ws.o.reserve(np * D * 4);
   ws.ab.reserve(static_cast<size_t>(BH) * (M + 1) * 4);
   p.q = q, p.alpha = alpha.as<float>(), p.gamma = gamma.as<float>();
-  p.kex = kex.as<bf16>(), p.vex = vex.as<bf16>(), p.E = E, p.n_exact = n_exact;
-  p.midk = midk.as<bf16>(), p.midv = midv.as<bf16>(), p.mid_cap = cfg.mid_capacity, p.mid_len = mid_len;
+  if (cfg.exact_f32) {
+    p.kex32 = kex.as<float>(), p.vex32 = vex.as<float>(), p.midk32 = midk.as<float>(), p.midv32 = midv.as<float>();
+  } else {
+    p.kex = kex.as<bf16>(), p.vex = vex.as<bf16>(), p.midk = midk.as<bf16>(), p.midv = midv.as<bf16>();
+  }
+  p.E = E, p.n_exact = n_exact, p.mid_cap = cfg.mid_capacity, p.mid_len = mid_len;
   p.nkn_tot = nkn_tot, p.nvn_tot = nvn_tot;
   p.kn_idx = L.kn_idx, p.kn_off = L.kn_off, p.vn_idx = L.vn_idx, p.vn_off = L.vn_off;
   p.N = N, p.Hq = Hq, p.H = H, p.T = T, p.scale = 1.0f / std::sqrt(static_cast<float>(D));
@@ -1772,10 +1849,11 @@ void FourierLayer::fill_random(int64_t mid_len, uint64_t seed) {
   auto fill_bf16 = [&](DeviceBuffer& d, size_t n, float scale) { fill_uniform_bf16(d.get(), n, seed++, scale); };
   auto fill_f32 = [&](DeviceBuffer& d, size_t n, float scale) { fill_uniform_f32(d.as<float>(), n, seed++, scale); };
   const size_t B = I.B;
-  fill_bf16(I.kex, B * I.H * I.E * I.D, 1.0f);
-  fill_bf16(I.vex, B * I.H * I.E * I.D, 1.0f);
-  fill_bf16(I.midk, B * I.cfg.mid_capacity * I.nkn_tot, 1.0f);
-  fill_bf16(I.midv, B * I.cfg.mid_capacity * I.nvn_tot, 1.0f);
+  auto fill_exact = [&](DeviceBuffer& d, size_t n) { I.cfg.exact_f32 ? fill_f32(d, n, 1.0f) : fill_bf16(d, n, 1.0f); };
+  fill_exact(I.kex, B * I.H * I.E * I.D);
+  fill_exact(I.vex, B * I.H * I.E * I.D);
+  fill_exact(I.midk, B * I.cfg.mid_capacity * I.nkn_tot);
+  fill_exact(I.midv, B * I.cfg.mid_capacity * I.nvn_tot);
   // True coefficient values uniform in +-0.01 mid_len (bf16 stores value / T).
   const float cs = static_cast<float>(mid_len) * 0.01f *
                    (I.cfg.coeff_bf16 ? static_cast<float>(1.0 / static_cast<double>(I.cfg.period)) : 1.0f);
@@ -1838,8 +1916,8 @@ std::vector<float> FourierLayer::coefficients(int b, int h, bool values) const {
 size_t FourierLayer::attention_bytes() const {
   const Impl& I = *im_;
   const size_t B = I.B, nc = I.nkc_tot + I.nvc_tot;
-  const size_t exact = B * 2 * I.H * static_cast<size_t>(I.E) * I.D * 2;
-  const size_t middle = B * static_cast<size_t>(I.mid_len) * (I.nkn_tot + I.nvn_tot) * 2;
+  const size_t exact = B * 2 * I.H * static_cast<size_t>(I.E) * I.D * I.exact_bytes();
+  const size_t middle = B * static_cast<size_t>(I.mid_len) * (I.nkn_tot + I.nvn_tot) * I.exact_bytes();
   // bf16 storage: M - 2 rows of 2 bytes plus C_0 in f32 = 2 M bytes per dim (as kv::FourierCache counts).
   const size_t coef = B * nc * static_cast<size_t>(I.M) * I.coef_bytes();
   const size_t stats = B * nc * 2 * 4;

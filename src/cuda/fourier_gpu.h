@@ -9,7 +9,8 @@
 // the true middle index for evictions, one period T everywhere, the proper
 // inverse (1/T)[C_0 + 2 sum ...] (any w0, w can be given), frozen f32
 // statistics, and for bf16 coefficients the same storage (C_0 in f32, the zero
-// S_0 row dropped, other rows scaled by 1/T). Exact K/V are bf16.
+// S_0 row dropped, other rows scaled by 1/T). Exact K/V (sinks, local window, the
+// middle's exact dims) are bf16, or f32 with FourierConfig::exact_f32 (direct path only).
 //
 // Attention, per layer and decode step (three launches):
 //  1. projection: per KV head, the query heads of its GQA group are projected
@@ -74,12 +75,15 @@ struct FourierHeadDims {
 };
 
 struct FourierConfig {
-  DecodeShape shape;  // head_dim 64 or 128
+  DecodeShape shape;  // head_dim 8, 16, 32, 64 or 128 (FFT / tiled paths: 64, 128)
   int64_t sink = 4, window = 1024, coeffs = 1024;  // L_init, L_local, M = 2N
   bool coeff_bf16 = false;                         // coefficient storage: f32 or bf16
   int64_t period = 0;                              // T, > 2(N - 1)
   double w0 = 0, w = 0;                            // reconstruction weights (proper inverse: 1/T, 2/T)
   int64_t mid_capacity = 0;                        // most middle tokens held (<= period)
+  // Exact K/V stored as f32 instead of bf16 (kv::FourierCache keeps f32: the exact-match mode).
+  // The FFT and tiled paths refuse it (Error(Unsupported)); Auto then takes the direct path.
+  bool exact_f32 = false;
 };
 
 // How attend() evaluates the compressed dims of the middle (see above). Tiled: the spectral sums
@@ -98,19 +102,25 @@ class FourierLayer {
 
   // Spec §5 prefill step 4: compress a prompt of P tokens (P > sink + window,
   // P - sink - window <= mid_capacity). k, v: device bf16 [batch][n_kv_heads][P][head_dim].
+  // The uint16_t overloads take bf16 K/V (exact_f32 false), the float ones f32 (exact_f32 true);
+  // the other type throws Error(InvalidInput).
   void prefill(const uint16_t* k, const uint16_t* v, int64_t P);
+  void prefill(const float* k, const float* v, int64_t P);
   // Spec §3.4: one decode token per sequence; the oldest local token moves to
   // the middle (exact dims appended, compressed dims added to the coefficients
   // at its middle index). k, v: device bf16 [batch][n_kv_heads][head_dim].
   void append(const uint16_t* k, const uint16_t* v);
+  void append(const float* k, const float* v);
   // Decode attention for one query per sequence over [sinks | middle | local].
   // q: device f32 [batch][n_heads][head_dim]; out: device f32, same shape.
   // target_blocks: blocks of the split kernel resident at once (0: one wave from occupancy).
   // Throws Error(Internal) if cuFFT fails (FFT path), Error(Unsupported) for Tiled / TiledFast
-  // outside their limits (N % 8 == 0, N <= 512).
+  // outside their limits (N % 8 == 0, N <= 512), and for Fft / Tiled / TiledFast with exact_f32
+  // or a head_dim other than 64 / 128.
   void attend(const float* q, float* out, AttentionWorkspace& ws, int target_blocks = 0,
               FourierPath path = FourierPath::Auto);
-  // The path FourierPath::Auto takes at the current middle length (Direct or Fft).
+  // The path FourierPath::Auto takes at the current middle length (Direct or Fft; Direct where
+  // the FFT path lacks the head_dim or exact type).
   FourierPath auto_path() const;
 
   // Benchmarks: a compressed state with `mid_len` middle tokens and random contents.
