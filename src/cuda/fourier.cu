@@ -80,51 +80,152 @@ struct LayerView {
   float w0, w;
 };
 
-// ---- 1. Projection of the queries into coefficient space --------------------------
-// grid (ceil(M/32), H, B); 4 warps x 8 rows. alpha[b][hq][r] = w_r sum_j q[kc_j] s_j C_r(j),
-// gamma[b][hq] = sum_j q[kc_j] off_j.
-template <typename CT, int G>
-__global__ void __launch_bounds__(kThreads) project_kernel(LayerView<CT> L, const float* __restrict__ q,
-                                                            float* alpha, float* gamma) {
-  __shared__ float qs[G][128];
-  const int h = blockIdx.y, b = blockIdx.z, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-  const int c0 = L.kc_off[h], nkc = L.kc_off[h + 1] - c0;
-  const int* kc = L.kc_idx + c0;
-  const float* qb = q + (static_cast<int64_t>(b) * L.Hq + h * G) * L.D;
-  const float* sc = L.ks + static_cast<int64_t>(b) * L.nkc_tot + c0;
-  const float* of = L.ko + static_cast<int64_t>(b) * L.nkc_tot + c0;
-  for (int i = threadIdx.x; i < G * nkc; i += kThreads) {
-    const int g = i / nkc, j = i % nkc;
-    qs[g][j] = qb[g * L.D + kc[j]] * sc[j];
-  }
-  if (blockIdx.x == 0)
-    for (int g = warp; g < G; g += kWarps) {
-      float s = 0.0f;
-      for (int j = lane; j < nkc; j += 32) s = fmaf(qb[g * L.D + kc[j]], of[j], s);
-      for (int o = 16; o > 0; o /= 2) s += __shfl_xor_sync(kFull, s, o);
-      if (lane == 0) gamma[static_cast<int64_t>(b) * L.Hq + h * G + g] = s;
+// ---- Programmatic dependent launch (sm_90) -------------------------------------------------
+// A kernel started by pdl_launch may begin while the kernel before it in the stream is still running
+// (from that kernel's pdl_trigger, or its end); pdl_wait() blocks until that kernel has completed and its
+// writes are visible. Both are no-ops for a plain launch. Used by the merge (waits first) and the V map
+// (stages its coefficients, which nothing in attend writes, before waiting).
+__device__ __forceinline__ void pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void pdl_trigger() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+
+// ---- Coefficient rows staged in shared memory ---------------------------------------------
+// The small kernels around the middle (projection, V map) are latency-bound at batch 1 (a few MB over
+// ~100-250 blocks): each block copies a contiguous run of coefficient rows into shared memory by 16-byte
+// loads, all of a thread's loads issued before any is used, then computes from shared memory.
+
+// Row stride of staged rows: >= cols and = 4 (mod 32), so the projection's 8 rows x 4 lanes per warp
+// read 32 distinct banks. At most 132 for cols <= 128.
+__host__ __device__ constexpr int coef_stride(int cols) { return cols + ((4 - cols) & 31); }
+constexpr int kMaxCoefStride = 132;
+
+// True value of staged element x at row r, column j (as coef_get): f32 storage as is; bf16: row 0 from
+// dc, row N zero, other rows x / kappa.
+__device__ __forceinline__ float coef_fix(const float*, float x, const float*, int, int, int, float) { return x; }
+__device__ __forceinline__ float coef_fix(const bf16*, float x, const float* dc, int r, int j, int N, float kappa) {
+  return r == 0 ? dc[j] : r == N ? 0.0f : x / kappa;
+}
+__device__ __forceinline__ float raw_elem(const uint4& v, int k, const float*) {
+  const uint32_t w[4] = {v.x, v.y, v.z, v.w};
+  return __uint_as_float(w[k]);
+}
+__device__ __forceinline__ float raw_elem(const uint4& v, int k, const bf16*) {
+  const uint32_t w[4] = {v.x, v.y, v.z, v.w};
+  const uint32_t x = w[k >> 1];
+  return __uint_as_float((k & 1) ? (x & 0xffff0000u) : (x << 16));
+}
+
+// Rows [r0, r1) of a [M][cols] coefficient matrix C (one sequence and KV head; dc its C_0 for bf16) as true
+// values into S[(r - r0) * stride + j]. Every thread of the block takes part; no barrier inside. `between`
+// runs once after the first batch of loads is issued (independent work to overlap with their latency).
+template <typename CT, int U, typename F>
+__device__ __forceinline__ void stage_coef_rows(const CT* __restrict__ C, const float* __restrict__ dc, int cols,
+                                                int r0, int r1, int N, float kappa, float* S, int stride,
+                                                F&& between) {
+  constexpr int V = 16 / static_cast<int>(sizeof(CT));  // elements per 16-byte load
+  const CT* src = C + static_cast<int64_t>(r0) * cols;
+  const int n = (r1 - r0) * cols;
+  const int lead = min(n, static_cast<int>(((16 - (reinterpret_cast<uintptr_t>(src) & 15)) & 15) / sizeof(CT)));
+  const int nv = (n - lead) / V, tail0 = lead + nv * V;
+  auto put = [&](int e, float x) {
+    const int rr = e / cols, j = e - rr * cols;
+    S[rr * stride + j] = coef_fix(C, x, dc, r0 + rr, j, N, kappa);
+  };
+  const uint4* vsrc = reinterpret_cast<const uint4*>(src + lead);
+  bool first = true;
+  for (int base = 0; base < nv || first; base += U * kThreads) {
+    uint4 raw[U];
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      const int i = base + u * kThreads + threadIdx.x;
+      if (i < nv) raw[u] = __ldg(vsrc + i);
     }
-  __syncthreads();
+    if (first) {
+      first = false;
+      between();
+      // Unaligned ends (scalar).
+      for (int e = threadIdx.x; e < lead; e += kThreads) put(e, to_float(src[e]));
+      for (int e = tail0 + threadIdx.x; e < n; e += kThreads) put(e, to_float(src[e]));
+    }
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      const int i = base + u * kThreads + threadIdx.x;
+      if (i < nv) {
+        int e = lead + i * V, rr = e / cols, j = e - rr * cols;
+#pragma unroll
+        for (int k = 0; k < V; ++k) {
+          S[rr * stride + j] = coef_fix(C, raw_elem(raw[u], k, C), dc, r0 + rr, j, N, kappa);
+          if (++j == cols) j = 0, ++rr;
+        }
+      }
+    }
+  }
+}
+
+// ---- 1. Projection of the queries into coefficient space --------------------------
+// One block per kProjRows coefficient rows of (sequence b, KV head h), all G query heads of the group in one
+// pass: the rows staged in shared memory, 4 lanes per row. alpha[b][hq][r] = w_r sum_j q[kc_j] s_j C_r(j);
+// block 0 also gamma[b][hq] = sum_j q[kc_j] off_j.
+constexpr int kProjRows = kThreads / 4;
+template <int G>
+constexpr int project_smem_floats() {
+  return kProjRows * kMaxCoefStride + G * 128;
+}
+template <typename CT, int G>
+__device__ __forceinline__ void project_rows(const LayerView<CT>& L, const float* __restrict__ q, float* alpha,
+                                             float* gamma, int rb, int h, int b, float* smem) {
+  float* cs = smem;                             // [kProjRows][stride] staged rows
+  float* qs = smem + kProjRows * kMaxCoefStride;  // [G][128] scaled queries at the compressed K dims
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+  const int c0 = L.kc_off[h], nkc = L.kc_off[h + 1] - c0;
+  const int r0 = rb * kProjRows, r1 = min(L.M, r0 + kProjRows), stride = coef_stride(nkc);
+  const int* kc = L.kc_idx + c0;
+  const int64_t bhq = static_cast<int64_t>(b) * L.Hq + h * G;
+  const float* qb = q + bhq * L.D;
   const CT* C = L.ck + static_cast<int64_t>(b) * L.M * L.nkc_tot + static_cast<int64_t>(L.M) * c0;
   const float* dc = L.dck + static_cast<int64_t>(b) * L.nkc_tot + c0;
-  for (int i = 0; i < 8; ++i) {
-    const int r = blockIdx.x * 32 + warp * 8 + i;
-    if (r >= L.M) break;
-    float acc[G];
-#pragma unroll
-    for (int g = 0; g < G; ++g) acc[g] = 0.0f;
-    for (int j = lane; j < nkc; j += 32) {
-      const float c = coef_get(C, dc, r, j, nkc, L.N, L.kappa);
-#pragma unroll
-      for (int g = 0; g < G; ++g) acc[g] = fmaf(qs[g][j], c, acc[g]);
+  stage_coef_rows<CT, 8>(C, dc, nkc, r0, r1, L.N, L.kappa, cs, stride, [&] {
+    const float* sc = L.ks + static_cast<int64_t>(b) * L.nkc_tot + c0;
+    for (int i = tid; i < G * nkc; i += kThreads) {
+      const int g = i / nkc, j = i - g * nkc;
+      qs[g * 128 + j] = qb[g * L.D + kc[j]] * sc[j];
     }
-    const float wr = r == 0 ? L.w0 : r == L.N ? 0.0f : L.w;
-#pragma unroll
-    for (int g = 0; g < G; ++g) {
-      float s = acc[g];
-      for (int o = 16; o > 0; o /= 2) s += __shfl_xor_sync(kFull, s, o);
-      if (lane == 0) alpha[(static_cast<int64_t>(b) * L.Hq + h * G + g) * L.M + r] = wr * s;
+    if (rb == 0) {
+      const float* of = L.ko + static_cast<int64_t>(b) * L.nkc_tot + c0;
+      for (int g = warp; g < G; g += kWarps) {
+        float s = 0.0f;
+        for (int j = lane; j < nkc; j += 32) s = fmaf(qb[g * L.D + kc[j]], of[j], s);
+        for (int o = 16; o > 0; o /= 2) s += __shfl_xor_sync(kFull, s, o);
+        if (lane == 0) gamma[bhq + g] = s;
+      }
     }
+  });
+  __syncthreads();
+  const int rl = tid >> 2, part = tid & 3, r = r0 + rl;
+  const int jn = r < r1 ? nkc : 0;  // loop bound (rows past the end: no work, but in the shuffles)
+  float acc[G];
+#pragma unroll
+  for (int g = 0; g < G; ++g) acc[g] = 0.0f;
+#pragma unroll 4
+  for (int j = part; j < jn; j += 4) {
+    const float c = cs[rl * stride + j];
+#pragma unroll
+    for (int g = 0; g < G; ++g) acc[g] = fmaf(qs[g * 128 + j], c, acc[g]);
+  }
+  const float wr = r == 0 ? L.w0 : r == L.N ? 0.0f : L.w;
+#pragma unroll
+  for (int g = 0; g < G; ++g) {
+    float s = acc[g];
+    s += __shfl_xor_sync(kFull, s, 1);
+    s += __shfl_xor_sync(kFull, s, 2);
+    if ((g & 3) == part && r < r1) alpha[(bhq + g) * L.M + r] = wr * s;
   }
 }
 
@@ -980,10 +1081,37 @@ __global__ void __launch_bounds__(kThreads) exact_split_kernel(SplitParams p) {
   exact_split<D, G>(p, smem, split, h, b, p.q + bhq * D, bhq * S_tot + split, S_tot);
 }
 
+// grid (n_proj + S_ex_blocks, H, B), kThreads: blocks x < n_proj project coefficient rows
+// [x * kProjRows, ..) (project_rows); the others (when the caller asks for them) are the exact blocks
+// (sinks + local window) of split x - n_proj, partials at split < p.S_ex. One launch: the two are
+// independent, both latency-bound at batch 1, and together fill the GPU.
+template <typename CT, int D, int G>
+constexpr int prologue_smem_floats() {
+  return project_smem_floats<G>() > combine_smem_floats<D, G>() ? project_smem_floats<G>()
+                                                                  : combine_smem_floats<D, G>();
+}
+template <typename CT, int D, int G>
+__global__ void __launch_bounds__(kThreads) prologue_kernel(LayerView<CT> L, const float* __restrict__ q,
+                                                             float* alpha, float* gamma, SplitParams p, int n_proj) {
+  __shared__ float smem[prologue_smem_floats<CT, D, G>()];
+  const int h = blockIdx.y, b = blockIdx.z;
+  if (static_cast<int>(blockIdx.x) < n_proj) {
+    project_rows<CT, G>(L, q, alpha, gamma, blockIdx.x, h, b, smem);
+    return;
+  }
+  const int split = blockIdx.x - n_proj, S_tot = p.S_ex + p.S_mid;
+  const int64_t bhq = static_cast<int64_t>(b) * p.Hq + h * G;
+  exact_split<D, G>(p, smem, split, h, b, p.q + bhq * D, bhq * S_tot + split, S_tot);
+}
+
 // ---- 3. Merge -------------------------------------------------------------------------
-// One block per (b, hq): out = exact part (all splits), psum = middle probability mass,
-// ab[r] = w_r * merged spectral sums (row N zero), ab[M] = psum.
+// grid (B * Hq, kMergeChunks): block (bh, y) recomputes the log-sum-exp weights of the S partials of query
+// head bh (S floats), then writes out dims [y dpb, (y + 1) dpb) = exact part (all splits; dpb = D / chunks,
+// kThreads / dpb thread groups over the splits) and, direct / tiled path, ab[r] = w_r * merged spectral
+// sums for frequencies [y npb, (y + 1) npb) (row N zero); block y = 0 also ab[M] = psum (middle mass).
 // FFT path (pA null): no spectral sums; st[bh] = (max score, 1 / softmax sum) instead.
+constexpr int kMergeChunks = 4;
+constexpr int kMergePreO = 8, kMergePreA = 16;  // partials per thread loaded before the weights are known
 __global__ void __launch_bounds__(kThreads) fourier_merge_kernel(const float* __restrict__ pm,
                                                                  const float* __restrict__ pl,
                                                                  const float* __restrict__ po,
@@ -992,81 +1120,127 @@ __global__ void __launch_bounds__(kThreads) fourier_merge_kernel(const float* __
                                                                  float* ab, float2* st) {
   __shared__ float wt[2048];
   __shared__ float scratch[kWarps];
+  __shared__ float part[kThreads];
+  pdl_wait();     // the partials of the kernel before
+  pdl_trigger();  // let the V map start staging its coefficients
   const int64_t bh = blockIdx.x;
+  const int y = blockIdx.y, tid = threadIdx.x;
   const int S = S_ex + S_mid, M = 2 * N;
+  // This thread's first partials are loaded before the weights (one memory round trip fewer).
+  const int dpb = (D + kMergeChunks - 1) / kMergeChunks, d0 = y * dpb, nd = min(D, d0 + dpb) - d0;
+  const int ng = kThreads / dpb, di = tid % dpb, gi = tid / dpb;
+  const bool od = gi < ng && di < nd;
+  const float* pp = po + bh * S * D + d0 + di;
+  float opre[kMergePreO];
+#pragma unroll
+  for (int k = 0; k < kMergePreO; ++k) {
+    const int s = gi + k * ng;
+    opre[k] = od && s < S ? pp[static_cast<int64_t>(s) * D] : 0.0f;
+  }
+  const int npb = (N + kMergeChunks - 1) / kMergeChunks, n_first = y * npb + tid, n1 = min(N, (y + 1) * npb);
+  const bool an = pA != nullptr && n_first < n1;
+  const float2* a_first = an ? pA + bh * S_mid * N + n_first : nullptr;
+  float2 apre[kMergePreA];
+#pragma unroll
+  for (int s = 0; s < kMergePreA; ++s)
+    apre[s] = an && s < S_mid ? a_first[static_cast<int64_t>(s) * N] : make_float2(0.0f, 0.0f);
+
   float Lm = 0.0f, mx = 0.0f;
   const float L = lse_weights(pm + bh * S, pl + bh * S, S, wt, scratch, &Lm, S_ex, &mx);
   const float il = L > 0.0f ? 1.0f / L : 0.0f;
-  for (int d = threadIdx.x; d < D; d += kThreads) {
+  {
     float o = 0.0f;
+#pragma unroll
+    for (int k = 0; k < kMergePreO; ++k) {
+      const int s = gi + k * ng;
+      if (s < S) o = fmaf(wt[s], opre[k], o);
+    }
+    if (od)
 #pragma unroll 8
-    for (int s = 0; s < S; ++s) o = fmaf(wt[s], po[(bh * S + s) * D + d], o);
-    out[bh * D + d] = o * il;
+      for (int s = gi + kMergePreO * ng; s < S; s += ng) o = fmaf(wt[s], pp[static_cast<int64_t>(s) * D], o);
+    part[tid] = o;
+    __syncthreads();
+    if (tid < nd) {
+      float a = 0.0f;
+      for (int g = 0; g < ng; ++g) a += part[g * dpb + tid];
+      out[bh * D + d0 + tid] = a * il;
+    }
   }
   if (!pA) {
-    if (threadIdx.x == 0) {
+    if (y == 0 && tid == 0) {
       st[bh] = make_float2(mx, il);
       ab[bh * (M + 1) + M] = Lm * il;
     }
     return;
   }
   float* abr = ab + bh * (M + 1);
-  for (int n = threadIdx.x; n < N; n += kThreads) {
+  const float* wm = wt + S_ex;
+  for (int n = n_first; n < n1; n += kThreads) {
     float ax = 0.0f, ay = 0.0f;
-#pragma unroll 8
-    for (int s = 0; s < S_mid; ++s) {
-      const float2 a = pA[(bh * S_mid + s) * N + n];
-      ax = fmaf(wt[S_ex + s], a.x, ax);
-      ay = fmaf(wt[S_ex + s], a.y, ay);
+    int s0 = 0;
+    if (n == n_first) {
+#pragma unroll
+      for (int s = 0; s < kMergePreA; ++s)
+        if (s < S_mid) {
+          ax = fmaf(wm[s], apre[s].x, ax);
+          ay = fmaf(wm[s], apre[s].y, ay);
+        }
+      s0 = kMergePreA;
+    }
+    const float2* a = pA + bh * S_mid * N + n;
+#pragma unroll 16
+    for (int s = s0; s < S_mid; ++s) {
+      const float2 v = a[static_cast<int64_t>(s) * N];
+      ax = fmaf(wm[s], v.x, ax);
+      ay = fmaf(wm[s], v.y, ay);
     }
     abr[n] = (n == 0 ? w0 : w) * (ax * il);
     abr[N + n] = n == 0 ? 0.0f : w * (ay * il);
   }
-  if (threadIdx.x == 0) abr[M] = Lm * il;
+  if (y == 0 && tid == 0) abr[M] = Lm * il;
 }
 
-constexpr int kVmapRowSplits = 8;
-
-// grid (ceil(max |Dvc(h)| / 32) * kVmapRowSplits, H, B): 32 columns x 4 row groups over M / kVmapRowSplits
-// rows; out[b][hq][vc_j] += s_j sum_r ab[r] Cv_r(j) (+ off_j psum from row split 0), by atomicAdd.
+// grid (ceil(M / kVmapRows), H, B): rows [r0, r0 + kVmapRows) of (sequence b, KV head h)'s V coefficients staged
+// in shared memory by 16-byte loads, one thread per column j: out[b][hq][vc_j] += s_j sum_{r in rows} ab[r] Cv_r(j)
+// (+ off_j psum from the first block), by atomicAdd, all G query heads of the group from one pass.
+// Launched dependent (pdl_launch): the staging overlaps the merge.
+constexpr int kVmapRows = 64;
 template <typename CT, int G>
 __global__ void __launch_bounds__(kThreads) fourier_vmap_kernel(LayerView<CT> L, const float* __restrict__ ab,
                                                                 float* out) {
-  __shared__ float red[kWarps][32][G];
-  const int h = blockIdx.y, b = blockIdx.z, jl = threadIdx.x & 31, rg = threadIdx.x >> 5;
-  const int rs = blockIdx.x % kVmapRowSplits, jc = blockIdx.x / kVmapRowSplits;
+  __shared__ float cs[kVmapRows * kMaxCoefStride];
+  __shared__ float as[G][kVmapRows];
+  const int h = blockIdx.y, b = blockIdx.z, tid = threadIdx.x;
   const int c0 = L.vc_off[h], nvc = L.vc_off[h + 1] - c0;
-  const int j = jc * 32 + jl;
-  if (jc * 32 >= nvc) return;  // whole block idle (uniform)
-  const int rows = (L.M + kVmapRowSplits - 1) / kVmapRowSplits;
-  const int r_begin = rs * rows, r_end = min(L.M, r_begin + rows);
+  if (nvc == 0) return;  // whole block idle (uniform)
+  const int r0 = blockIdx.x * kVmapRows, r1 = min(L.M, r0 + kVmapRows), nr = r1 - r0;
   const CT* C = L.cv + static_cast<int64_t>(b) * L.M * L.nvc_tot + static_cast<int64_t>(L.M) * c0;
   const float* dc = L.dcv + static_cast<int64_t>(b) * L.nvc_tot + c0;
   const int64_t bhq = static_cast<int64_t>(b) * L.Hq + h * G;
-  float acc[G];
-#pragma unroll
-  for (int g = 0; g < G; ++g) acc[g] = 0.0f;
-  if (j < nvc) {
-#pragma unroll 8
-    for (int r = r_begin + rg; r < r_end; r += kWarps) {
-      const float cval = coef_get(C, dc, r, j, nvc, L.N, L.kappa);
-#pragma unroll
-      for (int g = 0; g < G; ++g) acc[g] = fmaf(ab[(bhq + g) * (L.M + 1) + r], cval, acc[g]);
-    }
+  stage_coef_rows<CT, 8>(C, dc, nvc, r0, r1, L.N, L.kappa, cs, nvc, [] {});
+  pdl_wait();  // ab and out from the merge (or the FFT path's spectral weights)
+  for (int i = tid; i < G * nr; i += kThreads) {
+    const int g = i / nr, rr = i - g * nr;
+    as[g][rr] = ab[(bhq + g) * (L.M + 1) + r0 + rr];
   }
-#pragma unroll
-  for (int g = 0; g < G; ++g) red[rg][jl][g] = acc[g];
   __syncthreads();
-  if (rg == 0 && j < nvc) {
+  for (int j = tid; j < nvc; j += kThreads) {
+    float acc[G];
+#pragma unroll
+    for (int g = 0; g < G; ++g) acc[g] = 0.0f;
+#pragma unroll 8
+    for (int rr = 0; rr < nr; ++rr) {
+      const float c = cs[rr * nvc + j];
+#pragma unroll
+      for (int g = 0; g < G; ++g) acc[g] = fmaf(as[g][rr], c, acc[g]);
+    }
     const float s = L.vs[static_cast<int64_t>(b) * L.nvc_tot + c0 + j];
-    const float off = L.vo[static_cast<int64_t>(b) * L.nvc_tot + c0 + j];
+    const float off = blockIdx.x == 0 ? L.vo[static_cast<int64_t>(b) * L.nvc_tot + c0 + j] : 0.0f;
     const int d = L.vc_idx[c0 + j];
 #pragma unroll
     for (int g = 0; g < G; ++g) {
-      float a = 0.0f;
-      for (int w = 0; w < kWarps; ++w) a += red[w][jl][g];
-      float add = s * a;
-      if (rs == 0) add += off * ab[(bhq + g) * (L.M + 1) + L.M];
+      float add = s * acc[g];
+      if (blockIdx.x == 0) add += off * ab[(bhq + g) * (L.M + 1) + L.M];
       atomicAdd(&out[(bhq + g) * L.D + d], add);
     }
   }
@@ -1680,7 +1854,8 @@ const FftPlans& fft_plans(int64_t T, int batch) {
 // Blocks of 256 threads for an elementwise pass over n elements per row, ~4 elements per thread.
 unsigned row_blocks(int64_t n) { return static_cast<unsigned>(std::clamp<int64_t>((n + 1023) / 1024, 1, 4096)); }
 
-// Tiled path: the exact blocks, then the middle blocks (one per multiprocessor: the basis fills shared memory).
+// Tiled path: the middle blocks (one per multiprocessor: the basis fills shared memory). The exact blocks
+// (split < p.S_ex) ran in the prologue launch (launch_project).
 template <int D, int G, bool SPLIT>
 void launch_tiled(const SplitParams& p, int B, int H, int N, int smem_optin) {
   static const bool configured = [&] {
@@ -1690,8 +1865,6 @@ void launch_tiled(const SplitParams& p, int B, int H, int N, int smem_optin) {
     return true;
   }();
   (void)configured;
-  exact_split_kernel<D, G><<<dim3(p.S_ex, H, B), kThreads>>>(p);
-  check_launch("fourier attention: exact blocks (tiled path)");
   fourier_tiled_kernel<D, G, SPLIT><<<dim3(p.S_mid, H, B), kTiledThreads, tiled_smem_bytes(N, D, G, SPLIT)>>>(p);
 }
 
@@ -1706,26 +1879,71 @@ void dispatch_tiled_g(int G, const SplitParams& p, int B, int H, int N, int smem
   fail_unsupported("cuda fourier attention (tiled): GQA group of " + std::to_string(G) + " (have 1, 2, 4, 8)");
 }
 
-template <typename CT>
-void launch_project(int G, const LayerView<CT>& L, const float* q, float* alpha, float* gamma) {
-  const dim3 grid((L.M + 31) / 32, L.H, L.B);
+// Launches kernel<<<grid, block>>>(args) as a programmatic dependent launch (see pdl_wait); a plain launch
+// if the runtime refuses the attribute (then every later call launches plainly).
+template <typename... KArgs, typename... Args>
+void pdl_launch(void (*kernel)(KArgs...), dim3 grid, dim3 block, Args... args) {
+  static bool refused = false;
+  if (!refused) {
+    cudaLaunchConfig_t cfg{};
+    cfg.gridDim = grid, cfg.blockDim = block, cfg.dynamicSmemBytes = 0, cfg.stream = 0;
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[0].val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = attr, cfg.numAttrs = 1;
+    if (cudaLaunchKernelEx(&cfg, kernel, static_cast<KArgs>(args)...) == cudaSuccess) return;
+    (void)cudaGetLastError();
+    refused = true;
+  }
+  kernel<<<grid, block>>>(static_cast<KArgs>(args)...);
+}
+
+// The projection (all paths), and with `ex` the exact blocks (sinks + local window) of split params *ex in the
+// same launch (paths whose middle kernel has no exact blocks of its own: tiled). grid (ceil(M / kProjRows)
+// [+ ex->S_ex], H, B).
+template <typename CT, int D, int G>
+void launch_prologue(const LayerView<CT>& L, const float* q, float* alpha, float* gamma, const SplitParams* ex) {
+  const int n_proj = (L.M + kProjRows - 1) / kProjRows;
+  const SplitParams p = ex ? *ex : SplitParams{};
+  prologue_kernel<CT, D, G><<<dim3(n_proj + (ex ? ex->S_ex : 0), L.H, L.B), kThreads>>>(L, q, alpha, gamma, p,
+                                                                                           n_proj);
+}
+template <typename CT, int D>
+void launch_prologue_g(int G, const LayerView<CT>& L, const float* q, float* alpha, float* gamma,
+                       const SplitParams* ex) {
   switch (G) {
-    case 1: return project_kernel<CT, 1><<<grid, kThreads>>>(L, q, alpha, gamma);
-    case 2: return project_kernel<CT, 2><<<grid, kThreads>>>(L, q, alpha, gamma);
-    case 4: return project_kernel<CT, 4><<<grid, kThreads>>>(L, q, alpha, gamma);
-    case 8: return project_kernel<CT, 8><<<grid, kThreads>>>(L, q, alpha, gamma);
+    case 1: return launch_prologue<CT, D, 1>(L, q, alpha, gamma, ex);
+    case 2: return launch_prologue<CT, D, 2>(L, q, alpha, gamma, ex);
+    case 4: return launch_prologue<CT, D, 4>(L, q, alpha, gamma, ex);
+    case 8: return launch_prologue<CT, D, 8>(L, q, alpha, gamma, ex);
+  }
+}
+template <typename CT>
+void launch_project(int G, const LayerView<CT>& L, const float* q, float* alpha, float* gamma,
+                    const SplitParams* ex = nullptr) {
+  if (L.D == 64)
+    launch_prologue_g<CT, 64>(G, L, q, alpha, gamma, ex);
+  else
+    launch_prologue_g<CT, 128>(G, L, q, alpha, gamma, ex);
+}
+
+// max_nvc: unused (the grid is over coefficient rows); kept for callers.
+template <typename CT>
+void launch_vmap(int G, const LayerView<CT>& L, int /*max_nvc*/, const float* ab, float* out) {
+  const dim3 grid((L.M + kVmapRows - 1) / kVmapRows, L.H, L.B);
+  switch (G) {
+    case 1: return pdl_launch(fourier_vmap_kernel<CT, 1>, grid, kThreads, L, ab, out);
+    case 2: return pdl_launch(fourier_vmap_kernel<CT, 2>, grid, kThreads, L, ab, out);
+    case 4: return pdl_launch(fourier_vmap_kernel<CT, 4>, grid, kThreads, L, ab, out);
+    case 8: return pdl_launch(fourier_vmap_kernel<CT, 8>, grid, kThreads, L, ab, out);
   }
 }
 
-template <typename CT>
-void launch_vmap(int G, const LayerView<CT>& L, int max_nvc, const float* ab, float* out) {
-  const dim3 grid(std::max(1, (max_nvc + 31) / 32) * kVmapRowSplits, L.H, L.B);
-  switch (G) {
-    case 1: return fourier_vmap_kernel<CT, 1><<<grid, kThreads>>>(L, ab, out);
-    case 2: return fourier_vmap_kernel<CT, 2><<<grid, kThreads>>>(L, ab, out);
-    case 4: return fourier_vmap_kernel<CT, 4><<<grid, kThreads>>>(L, ab, out);
-    case 8: return fourier_vmap_kernel<CT, 8><<<grid, kThreads>>>(L, ab, out);
-  }
+// Merge of the split partials (fourier_merge_kernel); pA null and st set on the FFT path.
+void launch_merge(const SplitParams& p, int BH, int D, int N, float w0, float w, float* out, float* ab,
+                  float2* st) {
+  pdl_launch(fourier_merge_kernel, dim3(BH, kMergeChunks), dim3(kThreads), p.pm, p.pl, p.po, p.pA, p.S_ex, p.S_mid,
+             D, N, w0, w, out, ab, st);
 }
 
 }  // namespace
@@ -1751,8 +1969,6 @@ void FourierLayer::Impl::attend_t(const float* q, float* out, AttentionWorkspace
                      " (have N = " + std::to_string(N) + ", head_dim " + std::to_string(D) + ", group " +
                      std::to_string(G) + ")");
   const LayerView<CT> L = view<CT>();
-  launch_project<CT>(G, L, q, alpha.as<float>(), gamma.as<float>());
-  check_launch("fourier attention: projection");
 
   const int64_t n_exact = cfg.sink + cfg.window, T = cfg.period, half = T / 2 + 1;
   const int64_t units = static_cast<int64_t>(B) * H;
@@ -1779,7 +1995,8 @@ void FourierLayer::Impl::attend_t(const float* q, float* out, AttentionWorkspace
   p.S_mid = std::min(choose_splits(mid_len, units, target_blocks, 256), 1024);
   p.chunk_mid = ((mid_len + p.S_mid - 1) / p.S_mid + BT - 1) / BT * BT;
   p.S_mid = static_cast<int>((mid_len + p.chunk_mid - 1) / p.chunk_mid);
-  p.S_ex = std::min(choose_splits(n_exact, units, target_blocks, 256), 64);
+  // Exact rows: splits of >= 64 rows (one 1024-row window over 8 KV heads is 16 x 8 blocks at batch 1).
+  p.S_ex = std::min(choose_splits(n_exact, units, std::max(target_blocks, 2 * sm_count()), 64), 64);
   p.chunk_ex = (n_exact + p.S_ex - 1) / p.S_ex;
   p.S_ex = static_cast<int>((n_exact + p.chunk_ex - 1) / p.chunk_ex);
   const int S = p.S_ex + p.S_mid;
@@ -1799,14 +2016,15 @@ void FourierLayer::Impl::attend_t(const float* q, float* out, AttentionWorkspace
   p.kn_idx = L.kn_idx, p.kn_off = L.kn_off, p.vn_idx = L.vn_idx, p.vn_off = L.vn_off;
   p.N = N, p.Hq = Hq, p.H = H, p.T = T, p.scale = 1.0f / std::sqrt(static_cast<float>(D));
   p.pm = ws.m.as<float>(), p.pl = ws.l.as<float>(), p.po = ws.o.as<float>();
+  launch_project<CT>(G, L, q, alpha.as<float>(), gamma.as<float>(), tiled ? &p : nullptr);
+  check_launch("fourier attention: projection (tiled path: and the exact blocks)");
   if (!fft) {
     ws.a.reserve(static_cast<size_t>(BH) * p.S_mid * N * 8);
     p.pA = ws.a.as<float2>();
     p.etab = etab.as<__half>();
     launch_split_kernel(p);
     check_launch("fourier attention: split kernel");
-    fourier_merge_kernel<<<BH, kThreads>>>(p.pm, p.pl, p.po, p.pA, p.S_ex, p.S_mid, D, N, L.w0, L.w, out,
-                                           ws.ab.as<float>(), nullptr);
+    launch_merge(p, BH, D, N, L.w0, L.w, out, ws.ab.as<float>(), nullptr);
     check_launch("fourier attention: merge");
   } else {
     ws.x.reserve(static_cast<size_t>(BH) * T * 4);
@@ -1821,8 +2039,7 @@ void FourierLayer::Impl::attend_t(const float* q, float* out, AttentionWorkspace
     p.pA = nullptr, p.xs = x;
     launch_split_kernel(p);
     check_launch("fourier attention: split kernel (FFT path)");
-    fourier_merge_kernel<<<BH, kThreads>>>(p.pm, p.pl, p.po, nullptr, p.S_ex, p.S_mid, D, N, L.w0, L.w, out,
-                                           ws.ab.as<float>(), ws.st.as<float2>());
+    launch_merge(p, BH, D, N, L.w0, L.w, out, ws.ab.as<float>(), ws.st.as<float2>());
     check_launch("fourier attention: merge (FFT path)");
     middle_probabilities_kernel<<<dim3(row_blocks(T), BH), 256>>>(x, ws.st.as<float2>(), T, mid_len);
     check_launch("fourier attention: middle probabilities");
