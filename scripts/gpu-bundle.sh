@@ -25,5 +25,5 @@ ldd "$BUILD/harmonia" "$BUILD/test_cuda" "$BUILD/bench_cuda" | awk '/=> \// {pri
 cp -r "$SHARED/models/stories260K" "$SHARED/models/TinyStories-656K" "$stage/shared/models/"
 cp "$(dirname "$0")"/{gpu-forward-check.sh,gpu-check.sh,pytorch_baseline.py} "$stage/"
 mkdir -p "$(dirname "$OUT_FILE")"
-tar -C "$stage" -cf - bin shared gpu-forward-check.sh gpu-check.sh pytorch_baseline.py | xz -T2 -6 > "$OUT_FILE"
+tar -C "$stage" -cf - bin shared gpu-forward-check.sh gpu-check.sh pytorch_baseline.py | xz -T1 -9 > "$OUT_FILE"  # one thread, -9: a 64 MiB dictionary over the whole stream dedupes the kernels the three binaries share
 echo "gpu-bundle: $OUT_FILE, $(du -h "$OUT_FILE" | cut -f1), libraries: $(ls "$stage/bin/lib" | tr '\n' ' ')"
