@@ -10,6 +10,7 @@
 #include <string>
 #include <utility>
 
+#include "cuda/fourier_fourstep.cuh"
 #include "cuda/fourier_gpu.h"
 #include "cuda/kernels.cuh"
 
@@ -1319,7 +1320,9 @@ struct FourierLayer::Impl {
   }
   // NOTE: the tiled path is not an Auto choice: on the H200 it measured 1.03-1.2x the FFT path's time at
   // 4k-128k (tiled-fast 0.94-1.07x), issue-bound at 8 warps per multiprocessor (docs/perf/gpu.md).
+  // Four-step wherever T is a multiple of its Q (period=aligned); otherwise direct or FFT.
   FourierPath auto_path() const {
+    if (fourstep::supported(N, D, G, cfg.period)) return FourierPath::FourStep;
     const double work = static_cast<double>(mid_len) * N;
     return work >= 64.0 * static_cast<double>(cfg.period) && work * B * Hq >= 4.0e6 ? FourierPath::Fft
                                                                                      : FourierPath::Direct;
@@ -1638,6 +1641,21 @@ void dispatch_tiled_g(int G, const SplitParams& p, int B, int H, int N, int smem
   fail_unsupported("cuda fourier attention (tiled): GQA group of " + std::to_string(G) + " (have 1, 2, 4, 8)");
 }
 
+// The exact blocks alone (sinks + local window), grid (S_ex, H, B).
+void exact_split_g(int G, int D, const SplitParams& p, int B, int H) {
+  const dim3 grid(p.S_ex, H, B);
+  switch (G * 1000 + D) {
+    case 1064: return exact_split_kernel<64, 1><<<grid, kThreads>>>(p);
+    case 2064: return exact_split_kernel<64, 2><<<grid, kThreads>>>(p);
+    case 4064: return exact_split_kernel<64, 4><<<grid, kThreads>>>(p);
+    case 8064: return exact_split_kernel<64, 8><<<grid, kThreads>>>(p);
+    case 1128: return exact_split_kernel<128, 1><<<grid, kThreads>>>(p);
+    case 2128: return exact_split_kernel<128, 2><<<grid, kThreads>>>(p);
+    case 4128: return exact_split_kernel<128, 4><<<grid, kThreads>>>(p);
+    case 8128: return exact_split_kernel<128, 8><<<grid, kThreads>>>(p);
+  }
+}
+
 template <typename CT>
 void launch_project(int G, const LayerView<CT>& L, const float* q, float* alpha, float* gamma) {
   const dim3 grid((L.M + 31) / 32, L.H, L.B);
@@ -1673,6 +1691,11 @@ void FourierLayer::Impl::attend_t(const float* q, float* out, AttentionWorkspace
   const bool fft = chosen == FourierPath::Fft;
   const bool tiled = chosen == FourierPath::Tiled || chosen == FourierPath::TiledFast;
   const bool split = chosen == FourierPath::Tiled;
+  const bool four = chosen == FourierPath::FourStep;
+  if (four && !fourstep::supported(N, D, G, cfg.period))
+    fail_unsupported("cuda fourier attention: the four-step path needs T a multiple of Q = " +
+                     std::to_string(fourstep::quantum(N)) + " <= 512 (have T = " + std::to_string(cfg.period) +
+                     ", N = " + std::to_string(N) + ")");
   if (tiled && !tiled_supported())
     fail_unsupported("cuda fourier attention: the tiled path needs N % 8 == 0 and N <= " + std::to_string(kTiledMaxN) +
                      " (have N = " + std::to_string(N) + ", head_dim " + std::to_string(D) + ", group " +
@@ -1684,7 +1707,15 @@ void FourierLayer::Impl::attend_t(const float* q, float* out, AttentionWorkspace
   const int64_t n_exact = cfg.sink + cfg.window, T = cfg.period, half = T / 2 + 1;
   const int64_t units = static_cast<int64_t>(B) * H;
   const int BH = B * Hq;
+  fourstep::Params fp{};
   auto launch_split_kernel = [&](const SplitParams& sp) {
+    if (four) {
+      if (sp.S_mid == 0) return 2;  // blocks per multiprocessor for the exact blocks' split count
+      exact_split_g(G, D, sp, B, H);
+      check_launch("fourier attention: exact blocks (four-step path)");
+      fourstep::launch(fp, B);
+      return 2;
+    }
     if (tiled) {
       if (sp.S_mid == 0) return 1;  // one middle block per multiprocessor
       if (D == 64)
@@ -1699,6 +1730,7 @@ void FourierLayer::Impl::attend_t(const float* q, float* out, AttentionWorkspace
     return D == 64 ? dispatch_g<64>(G, N, sp, B, H) : dispatch_g<128>(G, N, sp, B, H);
   };
   SplitParams p{};
+  const int target_asked = target_blocks;
   if (target_blocks <= 0) {  // one wave of the split kernel
     p.S_mid = 0;
     target_blocks = launch_split_kernel(p) * sm_count();
@@ -1706,6 +1738,12 @@ void FourierLayer::Impl::attend_t(const float* q, float* out, AttentionWorkspace
   p.S_mid = std::min(choose_splits(mid_len, units, target_blocks, 256), 1024);
   p.chunk_mid = ((mid_len + p.S_mid - 1) / p.S_mid + BT - 1) / BT * BT;
   p.S_mid = static_cast<int>((mid_len + p.chunk_mid - 1) / p.chunk_mid);
+  if (four) {  // middle blocks over residue groups (fourier_fourstep.cuh)
+    fp.N = N, fp.Hq = Hq, fp.H = H, fp.D = D, fp.Q = fourstep::quantum(N);
+    fp.P = static_cast<int>(T / fp.Q);
+    fourstep::plan(fp, B, target_asked);
+    p.S_mid = fp.S_mid;
+  }
   p.S_ex = std::min(choose_splits(n_exact, units, target_blocks, 256), 64);
   p.chunk_ex = (n_exact + p.S_ex - 1) / p.S_ex;
   p.S_ex = static_cast<int>((n_exact + p.chunk_ex - 1) / p.chunk_ex);
@@ -1726,6 +1764,12 @@ void FourierLayer::Impl::attend_t(const float* q, float* out, AttentionWorkspace
     ws.a.reserve(static_cast<size_t>(BH) * p.S_mid * N * 8);
     p.pA = ws.a.as<float2>();
     p.etab = etab.as<__half>();
+    if (four) {
+      fp.q = q, fp.alpha = p.alpha, fp.gamma = p.gamma, fp.midk = p.midk, fp.midv = p.midv;
+      fp.mid_cap = p.mid_cap, fp.mid_len = mid_len, fp.T = T, fp.nkn_tot = nkn_tot, fp.nvn_tot = nvn_tot;
+      fp.kn_idx = p.kn_idx, fp.kn_off = p.kn_off, fp.vn_idx = p.vn_idx, fp.vn_off = p.vn_off;
+      fp.scale = p.scale, fp.S_ex = p.S_ex, fp.pm = p.pm, fp.pl = p.pl, fp.po = p.po, fp.pA = p.pA;
+    }
     launch_split_kernel(p);
     check_launch("fourier attention: split kernel");
     fourier_merge_kernel<<<BH, kThreads>>>(p.pm, p.pl, p.po, p.pA, p.S_ex, p.S_mid, D, N, L.w0, L.w, out,
