@@ -51,6 +51,7 @@ if [[ "$SANITIZE" == 1 ]] && command -v compute-sanitizer > /dev/null; then
   say "compute-sanitizer memcheck (small cases)"
   filter='Shapes/CudaFullDecode.*/2:Shapes/CudaFullDecode.*/5:Shapes/CudaFourier.*/0:Shapes/CudaFourier.*/1'
   filter+=':Shapes/CudaFourier.*/4:Shapes/CudaFourierPaths.*/2'
+  filter+=':Shapes/CudaFourier.*/8:Shapes/CudaFourierPaths.*/7'  # four-step path (period=aligned), small
   timeout ${GPU_CHECK_SANITIZER_TIMEOUT:-120} compute-sanitizer --tool memcheck --error-exitcode 3 "$BIN/test_cuda" --gtest_color=no \
     --gtest_filter="$filter" > "$LOG/sanitizer.log" 2>&1
   san_rc=$?

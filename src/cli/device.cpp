@@ -104,7 +104,7 @@ GenerateResult generate_cuda(const Model& m, const std::vector<int32_t>& prompt,
 }
 
 namespace {
-// --kv fourier[:sink=..:window=..:coeffs=..:coeff_dtype=f32|bf16] for the GPU bench.
+// --kv fourier[:sink=..:window=..:coeffs=..:coeff_dtype=f32|bf16:period=aligned] for the GPU bench.
 cuda::GpuFourierOptions gpu_fourier(const kv::PolicySpec& sp) {
   const kv::FourierOptions f = kv::FourierOptions::parse(sp.options);
   if (f.coeff_dtype == kv::CoeffDtype::F16)
@@ -114,6 +114,7 @@ cuda::GpuFourierOptions gpu_fourier(const kv::PolicySpec& sp) {
   g.window = f.window;
   g.coeffs = f.coeffs;
   g.coeff_bf16 = f.coeff_dtype == kv::CoeffDtype::BF16;
+  g.aligned_period = f.aligned_period;
   return g;
 }
 }  // namespace

@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <sstream>
@@ -199,18 +200,25 @@ int main(int argc, char** argv) {
       // fourier: sinks 4 + window 1024 exact, M = 1024 coefficients, the built-in dims of 4 layers.
       const int64_t mid = ctx - kSink - kWindow;
       if (mid <= kCoeffs) continue;
-      // Period: the 7-smooth one kv::FourierCache plans by default (smooth_period = true). Paths: FFT (the
-      // previous default), tiled (tensor cores, f32-class) and tiled-fast (plain fp16 operands); the direct
-      // path (~25x the goal, docs/perf/gpu.md) is left out to keep one GPU round short.
-      const int64_t T = kv::spectral::smooth_period(ctx + kMaxNew - kSink - kWindow);
+      // Periods: the 7-smooth one kv::FourierCache plans by default (smooth_period = true) for the FFT
+      // path (the previous default), and period=aligned (a multiple of Q = 512, kv::aligned_period) for
+      // the four-step path, f32 and bf16 coefficients. Direct and tiled paths (2.3-27x the goal,
+      // docs/perf/gpu.md) are left out to keep one GPU round short.
+      const int64_t T_smooth = kv::spectral::smooth_period(ctx + kMaxNew - kSink - kWindow);
+      const int64_t T_aligned = kv::aligned_period(ctx + kMaxNew - kSink - kWindow, static_cast<int>(kCoeffs / 2));
       struct Variant {
         bool bf;
         cuda::FourierPath path;
+        int64_t T;
       };
-      const Variant variants[] = {{false, cuda::FourierPath::Fft},   {false, cuda::FourierPath::Tiled},
-                                  {false, cuda::FourierPath::TiledFast}, {true, cuda::FourierPath::Tiled},
-                                  {true, cuda::FourierPath::TiledFast}};
+      const Variant variants[] = {{false, cuda::FourierPath::Fft, T_smooth},
+                                  {false, cuda::FourierPath::FourStep, T_aligned},
+                                  {true, cuda::FourierPath::FourStep, T_aligned}};
+      // HARMONIA_BENCH_FOURSTEP_ONLY=1: the f32 four-step row only (sweeps of HARMONIA_FOURSTEP_FLAGS).
+      const char* only_env = std::getenv("HARMONIA_BENCH_FOURSTEP_ONLY");
+      const bool only_fourstep = only_env && std::string(only_env) == "1";
       for (const Variant& var : variants) {
+        if (only_fourstep && (var.bf || var.path != cuda::FourierPath::FourStep)) continue;
         std::vector<std::unique_ptr<cuda::FourierLayer>> layers;
         cuda::FourierConfig cfg;
         cfg.shape = ds;
@@ -218,7 +226,7 @@ int main(int argc, char** argv) {
         cfg.window = kWindow;
         cfg.coeffs = kCoeffs;
         cfg.coeff_bf16 = var.bf;
-        cfg.period = T;
+        cfg.period = var.T;
         cfg.w0 = 1.0 / cfg.period;
         cfg.w = 2.0 / cfg.period;
         cfg.mid_capacity = mid;
@@ -238,9 +246,10 @@ int main(int argc, char** argv) {
         const double alone_ms = time_ms(5, reps, 1, call);
         const double gbs = fbytes / (ms * 1e-3) / 1e9;
         const double goal_ms = 1.25 * (fbytes / full_bytes) * full_ms;
-        const char* path = var.path == cuda::FourierPath::Fft     ? "fft"
-                           : var.path == cuda::FourierPath::Tiled ? "tiled"
-                                                                  : "tiled-fast";
+        const char* path = var.path == cuda::FourierPath::Fft        ? "fft"
+                           : var.path == cuda::FourierPath::FourStep ? "four-step"
+                           : var.path == cuda::FourierPath::Tiled    ? "tiled"
+                                                                     : "tiled-fast";
         std::snprintf(buf, sizeof buf, "| fourier %s %s | %lld | %lld | %.1f | %.1f | %.0f | %.1f | %.2f (goal <= 1) | %.1f |",
                       var.bf ? "bf16" : "f32", path, static_cast<long long>(ctx), static_cast<long long>(B), ms * 1e3,
                       fbytes / 1e6, gbs, 100.0 * gbs / copy_gbs, ms / goal_ms, alone_ms * 1e3);

@@ -162,12 +162,13 @@ struct FourierCase {
   int64_t coeffs, window, sink, prompt, max_new;
   kv::CoeffDtype dtype;
   int batch, steps;
+  bool aligned = false;  // period=aligned (T a multiple of Q: the four-step path)
 };
 
 void PrintTo(const FourierCase& c, std::ostream* os) {
   *os << c.heads << "/" << c.kv_heads << " heads, head_dim " << c.hd << ", M " << c.coeffs << ", window " << c.window
       << ", sink " << c.sink << ", prompt " << c.prompt << ", coeffs " << kv::dtype_name(c.dtype) << ", batch "
-      << c.batch << ", " << c.steps << " steps";
+      << c.batch << ", " << c.steps << " steps" << (c.aligned ? ", period=aligned" : "");
 }
 
 class CudaFourier : public ::testing::TestWithParam<FourierCase> {};
@@ -184,6 +185,7 @@ TEST_P(CudaFourier, MatchesCpuFourierCache) {
   o.window = c.window;
   o.coeffs = c.coeffs;
   o.coeff_dtype = c.dtype;
+  o.aligned_period = c.aligned;
   std::mt19937 rng(99 + c.heads * 3 + D + c.batch + static_cast<int>(c.coeffs));
 
   // CPU caches (one per sequence) and the same prompt for the GPU, [B][H][P][D].
@@ -243,17 +245,24 @@ TEST_P(CudaFourier, MatchesCpuFourierCache) {
 
   cuda::AttentionWorkspace ws;
   const size_t qn = static_cast<size_t>(c.batch) * c.heads * D;
-  // Paths: direct, FFT, and where N allows (N % 8 == 0, N <= 512) tiled and tiled-fast.
+  // Paths: direct, FFT, where N allows (N % 8 == 0, N <= 512) tiled and tiled-fast, and where T allows
+  // (T % Q == 0, Q <= 512) four-step.
   const int N = static_cast<int>(c.coeffs / 2);
   const bool tiled = N % 8 == 0 && N <= 512;
+  const bool four = gpu.auto_path() == cuda::FourierPath::FourStep;
+  if (c.aligned) {
+    EXPECT_TRUE(four) << "period=aligned T " << seg.period << " takes the four-step path";
+  }
   const cuda::FourierPath paths[] = {cuda::FourierPath::Direct, cuda::FourierPath::Fft, cuda::FourierPath::Tiled,
-                                     cuda::FourierPath::TiledFast};
-  const char* names[] = {"direct", "FFT", "tiled", "tiled-fast"};
+                                     cuda::FourierPath::TiledFast, cuda::FourierPath::FourStep};
+  const char* names[] = {"direct", "FFT", "tiled", "tiled-fast", "four-step"};
   // Against the direct path (same coefficients): f32-class paths 1e-4; tiled-fast has fp16 operands
   // (2^-12 relative per term), stated tolerance 5e-3.
-  const double vs_direct[] = {0, 1e-4, 1e-4, 5e-3};
-  const int n_paths = tiled ? 4 : 2;
-  double worst[4] = {0, 0, 0, 0}, worst_diff[4] = {0, 0, 0, 0};  // against the CPU, against direct
+  const double vs_direct[] = {0, 1e-4, 1e-4, 5e-3, 1e-4};
+  std::vector<int> run_paths = {0, 1};
+  if (tiled) run_paths.insert(run_paths.end(), {2, 3});
+  if (four) run_paths.push_back(4);
+  double worst[5] = {0, 0, 0, 0, 0}, worst_diff[5] = {0, 0, 0, 0, 0};  // against the CPU, against direct
   auto keep_max = [](double& w, double e) { w = std::isnan(e) || std::isnan(w) ? NAN : std::max(w, e); };
   for (int step = 0; step < c.steps; ++step) {
     std::vector<uint16_t> nk(static_cast<size_t>(c.batch) * H * D), nv(nk.size());
@@ -272,8 +281,8 @@ TEST_P(CudaFourier, MatchesCpuFourierCache) {
     auto dk = upload(nk), dv = upload(nv), dq = upload(q);
     gpu.append(dk.as<uint16_t>(), dv.as<uint16_t>());
     // All paths on the same state; alternate the default split count and a single middle split.
-    std::vector<float> got[4];
-    for (int pi = 0; pi < n_paths; ++pi) {
+    std::vector<float> got[5];
+    for (int pi : run_paths) {
       auto dout = poisoned(qn);
       gpu.attend(dq.as<float>(), dout.as<float>(), ws, step % 2 ? 1 : 0, paths[pi]);
       cuda::synchronize();
@@ -292,8 +301,10 @@ TEST_P(CudaFourier, MatchesCpuFourierCache) {
               kv::dtype_name(c.dtype), static_cast<long long>(seg.period), static_cast<long long>(seg.middle),
               static_cast<long long>(gpu.mid_len()), worst[0], worst[1]);
   if (tiled) std::printf(", tiled %.3g, tiled-fast %.3g", worst[2], worst[3]);
+  if (four) std::printf(", four-step %.3g", worst[4]);
   std::printf("; against direct: FFT %.3g", worst_diff[1]);
   if (tiled) std::printf(", tiled %.3g, tiled-fast %.3g", worst_diff[2], worst_diff[3]);
+  if (four) std::printf(", four-step %.3g", worst_diff[4]);
   std::printf("\n");
   EXPECT_EQ(gpu.mid_len(), cpu[0]->segments(0).middle);
   check_coefficients("after rank-1 updates");
@@ -308,7 +319,12 @@ INSTANTIATE_TEST_SUITE_P(
         FourierCase{32, 8, 128, 1024, 256, 4, 3000, 64, kv::CoeffDtype::BF16, 1, 4},
         FourierCase{4, 4, 64, 256, 100, 2, 1500, 30, kv::CoeffDtype::BF16, 1, 6},    // no GQA, N = 128
         FourierCase{16, 2, 128, 512, 128, 4, 2000, 30, kv::CoeffDtype::F32, 2, 5},   // group 8, N = 256
-        FourierCase{4, 2, 128, 2048, 128, 4, 2600, 20, kv::CoeffDtype::F32, 1, 3})); // group 2, N = 1024
+        FourierCase{4, 2, 128, 2048, 128, 4, 2600, 20, kv::CoeffDtype::F32, 1, 3},   // group 2, N = 1024
+        // period=aligned (four-step path): T = 3072, 672, 2048, 1536
+        FourierCase{32, 8, 128, 1024, 256, 4, 3000, 64, kv::CoeffDtype::F32, 1, 4, true},
+        FourierCase{8, 2, 64, 64, 64, 4, 700, 40, kv::CoeffDtype::BF16, 2, 12, true},
+        FourierCase{16, 2, 128, 512, 128, 4, 2000, 30, kv::CoeffDtype::F32, 2, 5, true},
+        FourierCase{4, 4, 64, 256, 100, 2, 1500, 30, kv::CoeffDtype::BF16, 3, 6, true}));
 
 // ---- FourierAttention: FFT and tiled paths against the direct path at larger middles -------
 // Random cache contents (FourierLayer::fill_random) with periods T that are prime (cuFFT's
@@ -319,11 +335,13 @@ struct PathCase {
   int64_t coeffs, period, mid;
   int batch;
   bool coeff_bf16;
+  bool degenerate = false;  // KV head 0 all dims compressed, head 1 none (needs 2+ KV heads)
 };
 
 void PrintTo(const PathCase& c, std::ostream* os) {
   *os << c.heads << "/" << c.kv_heads << " heads, head_dim " << c.hd << ", M " << c.coeffs << ", T " << c.period
-      << ", middle " << c.mid << ", batch " << c.batch << (c.coeff_bf16 ? ", bf16" : ", f32") << " coeffs";
+      << ", middle " << c.mid << ", batch " << c.batch << (c.coeff_bf16 ? ", bf16" : ", f32") << " coeffs"
+      << (c.degenerate ? ", degenerate heads" : "");
 }
 
 class CudaFourierPaths : public ::testing::TestWithParam<PathCase> {};
@@ -339,7 +357,7 @@ TEST_P(CudaFourierPaths, PathsMatchDirect) {
       std::vector<int> d(c.hd);
       std::iota(d.begin(), d.end(), 0);
       std::shuffle(d.begin(), d.end(), rng);
-      const int nc = c.hd * 3 / 4 - 3 * h - side;
+      const int nc = c.degenerate && h < 2 ? (h == 0 ? c.hd : 0) : c.hd * 3 / 4 - 3 * h - side;
       std::vector<int> comp(d.begin(), d.begin() + nc), exact(d.begin() + nc, d.end());
       std::sort(comp.begin(), comp.end());
       std::sort(exact.begin(), exact.end());
@@ -360,17 +378,25 @@ TEST_P(CudaFourierPaths, PathsMatchDirect) {
   cfg.mid_capacity = c.mid;
   cuda::FourierLayer gpu(cfg, heads);
   gpu.fill_random(c.mid, 4242);
-  EXPECT_EQ(gpu.auto_path(), cuda::FourierPath::Fft) << "these sizes are where Auto takes the FFT path";
+  int Q = 32;
+  while (Q < c.coeffs / 2) Q *= 2;
+  const bool four = Q <= 512 && c.period % Q == 0;
+  EXPECT_EQ(gpu.auto_path(), four ? cuda::FourierPath::FourStep : cuda::FourierPath::Fft)
+      << "these sizes are where Auto takes the four-step path (T % Q == 0) or else the FFT path";
   const size_t qn = static_cast<size_t>(c.batch) * c.heads * c.hd;
   auto dq = upload(random_f32(qn, rng, 1.5f));
   cuda::AttentionWorkspace ws;
   const cuda::FourierPath paths[] = {cuda::FourierPath::Direct, cuda::FourierPath::Fft, cuda::FourierPath::Tiled,
-                                     cuda::FourierPath::TiledFast};
-  const char* names[] = {"direct", "FFT", "tiled", "tiled-fast"};
-  const double tol[] = {0, 1e-4, 1e-4, 5e-3};  // against direct; tiled-fast: fp16 operands (see CudaFourier)
+                                     cuda::FourierPath::TiledFast, cuda::FourierPath::FourStep};
+  const char* names[] = {"direct", "FFT", "tiled", "tiled-fast", "four-step"};
+  const double tol[] = {0, 1e-4, 1e-4, 5e-3, 1e-4};  // against direct; tiled-fast: fp16 operands (see CudaFourier)
+  const int N = static_cast<int>(c.coeffs / 2);
+  std::vector<int> run_paths = {0, 1};
+  if (N % 8 == 0 && N <= 512) run_paths.insert(run_paths.end(), {2, 3});
+  if (four) run_paths.push_back(4);
   for (int target : {0, 1}) {
-    std::vector<float> got[4];
-    for (int pi = 0; pi < 4; ++pi) {
+    std::vector<float> got[5];
+    for (int pi : run_paths) {
       auto dout = poisoned(qn);
       gpu.attend(dq.as<float>(), dout.as<float>(), ws, target, paths[pi]);
       cuda::synchronize();
@@ -379,7 +405,8 @@ TEST_P(CudaFourierPaths, PathsMatchDirect) {
     std::printf("fourier paths (%s, G %d, T %lld, middle %lld, target_blocks %d) against direct:",
                 c.coeff_bf16 ? "bf16" : "f32", c.heads / c.kv_heads, static_cast<long long>(c.period),
                 static_cast<long long>(c.mid), target);
-    for (int pi = 1; pi < 4; ++pi) {
+    for (int pi : run_paths) {
+      if (pi == 0) continue;
       const double diff = rel_err(got[pi], got[0]);
       std::printf(" %s %.3g", names[pi], diff);
       EXPECT_LE(diff, tol[pi]) << names[pi] << ", target_blocks " << target;
@@ -395,4 +422,12 @@ INSTANTIATE_TEST_SUITE_P(
                       PathCase{8, 2, 64, 256, 4999, 3999, 3, false},        // group 4, prime T, batch 3, odd middle
                       PathCase{16, 2, 128, 512, 12288, 12001, 2, false},    // group 8, odd middle
                       PathCase{8, 4, 128, 512, 9973, 9001, 2, true},        // group 2, prime T, bf16
-                      PathCase{4, 4, 64, 1024, 8192, 7777, 1, false}));     // no GQA, N = 512
+                      PathCase{4, 4, 64, 1024, 8192, 7777, 1, false},       // no GQA, N = 512
+                      // T a multiple of Q (the four-step path): Q = 512, 32, 256, 128, 256, 128, 512
+                      PathCase{32, 8, 128, 1024, 20480, 19001, 2, false},   // Llama-3.1-8B heads, P = 40
+                      PathCase{8, 2, 64, 64, 4096, 3001, 3, false, true},   // N = 32, batch 3, degenerate heads
+                      PathCase{16, 2, 128, 512, 12800, 12345, 2, true},     // group 8, bf16
+                      PathCase{8, 4, 128, 256, 9984, 9001, 2, true, true},  // group 2, bf16, degenerate heads
+                      PathCase{4, 4, 64, 512, 8192, 8192, 1, false},        // no GQA, middle = T
+                      PathCase{8, 2, 64, 200, 6400, 5555, 2, false},        // N = 100 (not a power of two)
+                      PathCase{32, 8, 128, 1024, 18944, 18000, 1, true}));  // P = 37 (odd), bf16

@@ -16,6 +16,7 @@
 #include "cuda/fourier_gpu.h"
 #include "kv/dims.h"
 #include "kv/full.h"
+#include "kv/fourier.h"
 #include "kv/spectral.h"
 #include "model/forward.h"
 #include "cuda/runtime.h"
@@ -494,7 +495,8 @@ void GpuForward::start_fourier_random(const GpuFourierOptions& f, int64_t len, i
   cfg.window = f.window;
   cfg.coeffs = f.coeffs;
   cfg.coeff_bf16 = f.coeff_bf16;
-  cfg.period = kv::spectral::smooth_period(mid + max_new);  // kv::FourierCache's planned T
+  cfg.period = f.aligned_period ? kv::aligned_period(mid + max_new, static_cast<int>(f.coeffs / 2))
+                               : kv::spectral::smooth_period(mid + max_new);  // kv::FourierCache's planned T
   cfg.w0 = 1.0 / static_cast<double>(cfg.period);            // the proper inverse
   cfg.w = 2.0 / static_cast<double>(cfg.period);
   cfg.mid_capacity = mid + max_new;

@@ -48,6 +48,7 @@ struct GpuForwardOptions {
 struct GpuFourierOptions {
   int64_t sink = 4, window = 1024, coeffs = 1024;  // L_init, L_local, M = 2N
   bool coeff_bf16 = false;                         // coefficient storage f32 | bf16
+  bool aligned_period = false;  // period=aligned: T a multiple of Q (kv::aligned_period), the four-step path
 };
 
 class GpuForward {

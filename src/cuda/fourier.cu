@@ -11,6 +11,7 @@
 #include <type_traits>
 #include <utility>
 
+#include "cuda/fourier_fourstep.cuh"
 #include "cuda/fourier_gpu.h"
 #include "cuda/kernels.cuh"
 
@@ -1528,8 +1529,10 @@ struct FourierLayer::Impl {
   }
   // NOTE: the tiled path is not an Auto choice: on the H200 it measured 1.03-1.2x the FFT path's time at
   // 4k-128k (tiled-fast 0.94-1.07x), issue-bound at 8 warps per multiprocessor (docs/perf/gpu.md).
+  // Four-step wherever T is a multiple of its Q (period=aligned); otherwise direct or FFT.
   FourierPath auto_path() const {
-    if (!fft_supported()) return FourierPath::Direct;
+    if (!fft_supported()) return FourierPath::Direct;  // f32 exact K/V or head_dim < 64: direct only
+    if (fourstep::supported(N, D, G, cfg.period)) return FourierPath::FourStep;
     const double work = static_cast<double>(mid_len) * N;
     return work >= 64.0 * static_cast<double>(cfg.period) && work * B * Hq >= 4.0e6 ? FourierPath::Fft
                                                                                      : FourierPath::Direct;
@@ -1960,10 +1963,15 @@ void FourierLayer::Impl::attend_t(const float* q, float* out, AttentionWorkspace
   const bool fft = chosen == FourierPath::Fft;
   const bool tiled = chosen == FourierPath::Tiled || chosen == FourierPath::TiledFast;
   const bool split = chosen == FourierPath::Tiled;
-  if ((fft || tiled) && !fft_supported())
-    fail_unsupported(std::string("cuda fourier attention: the ") + (fft ? "FFT" : "tiled") +
+  const bool four = chosen == FourierPath::FourStep;
+  if ((fft || tiled || four) && !fft_supported())
+    fail_unsupported(std::string("cuda fourier attention: the ") + (fft ? "FFT" : tiled ? "tiled" : "four-step") +
                      " path has bf16 exact K/V and head_dim 64 / 128 only (have " +
                      (cfg.exact_f32 ? "f32" : "bf16") + ", head_dim " + std::to_string(D) + "; the direct path has both)");
+  if (four && !fourstep::supported(N, D, G, cfg.period))
+    fail_unsupported("cuda fourier attention: the four-step path needs T a multiple of Q = " +
+                     std::to_string(fourstep::quantum(N)) + " <= 512 (have T = " + std::to_string(cfg.period) +
+                     ", N = " + std::to_string(N) + ")");
   if (tiled && !tiled_supported())
     fail_unsupported("cuda fourier attention: the tiled path needs N % 8 == 0 and N <= " + std::to_string(kTiledMaxN) +
                      " (have N = " + std::to_string(N) + ", head_dim " + std::to_string(D) + ", group " +
@@ -1973,7 +1981,13 @@ void FourierLayer::Impl::attend_t(const float* q, float* out, AttentionWorkspace
   const int64_t n_exact = cfg.sink + cfg.window, T = cfg.period, half = T / 2 + 1;
   const int64_t units = static_cast<int64_t>(B) * H;
   const int BH = B * Hq;
+  fourstep::Params fp{};
   auto launch_split_kernel = [&](const SplitParams& sp) {
+    if (four) {  // its exact blocks run in the prologue launch (launch_project with the split params)
+      if (sp.S_mid == 0) return 2;  // blocks per multiprocessor for the exact blocks' split count
+      fourstep::launch(fp, B);
+      return 2;
+    }
     if (tiled) {
       if (sp.S_mid == 0) return 1;  // one middle block per multiprocessor
       if (D == 64)
@@ -1988,6 +2002,7 @@ void FourierLayer::Impl::attend_t(const float* q, float* out, AttentionWorkspace
     return cfg.exact_f32 ? dispatch_direct<float>(D, G, N, sp, B, H) : dispatch_direct<bf16>(D, G, N, sp, B, H);
   };
   SplitParams p{};
+  const int target_asked = target_blocks;
   if (target_blocks <= 0) {  // one wave of the split kernel
     p.S_mid = 0;
     target_blocks = launch_split_kernel(p) * sm_count();
@@ -1995,6 +2010,12 @@ void FourierLayer::Impl::attend_t(const float* q, float* out, AttentionWorkspace
   p.S_mid = std::min(choose_splits(mid_len, units, target_blocks, 256), 1024);
   p.chunk_mid = ((mid_len + p.S_mid - 1) / p.S_mid + BT - 1) / BT * BT;
   p.S_mid = static_cast<int>((mid_len + p.chunk_mid - 1) / p.chunk_mid);
+  if (four) {  // middle blocks over residue groups (fourier_fourstep.cuh)
+    fp.N = N, fp.Hq = Hq, fp.H = H, fp.D = D, fp.Q = fourstep::quantum(N);
+    fp.P = static_cast<int>(T / fp.Q);
+    fourstep::plan(fp, B, target_asked);
+    p.S_mid = fp.S_mid;
+  }
   // Exact rows: splits of >= 64 rows (one 1024-row window over 8 KV heads is 16 x 8 blocks at batch 1).
   p.S_ex = std::min(choose_splits(n_exact, units, std::max(target_blocks, 2 * sm_count()), 64), 64);
   p.chunk_ex = (n_exact + p.S_ex - 1) / p.S_ex;
@@ -2016,12 +2037,18 @@ void FourierLayer::Impl::attend_t(const float* q, float* out, AttentionWorkspace
   p.kn_idx = L.kn_idx, p.kn_off = L.kn_off, p.vn_idx = L.vn_idx, p.vn_off = L.vn_off;
   p.N = N, p.Hq = Hq, p.H = H, p.T = T, p.scale = 1.0f / std::sqrt(static_cast<float>(D));
   p.pm = ws.m.as<float>(), p.pl = ws.l.as<float>(), p.po = ws.o.as<float>();
-  launch_project<CT>(G, L, q, alpha.as<float>(), gamma.as<float>(), tiled ? &p : nullptr);
-  check_launch("fourier attention: projection (tiled path: and the exact blocks)");
+  launch_project<CT>(G, L, q, alpha.as<float>(), gamma.as<float>(), tiled || four ? &p : nullptr);
+  check_launch("fourier attention: projection (tiled and four-step paths: and the exact blocks)");
   if (!fft) {
     ws.a.reserve(static_cast<size_t>(BH) * p.S_mid * N * 8);
     p.pA = ws.a.as<float2>();
     p.etab = etab.as<__half>();
+    if (four) {
+      fp.q = q, fp.alpha = p.alpha, fp.gamma = p.gamma, fp.midk = p.midk, fp.midv = p.midv;
+      fp.mid_cap = p.mid_cap, fp.mid_len = mid_len, fp.T = T, fp.nkn_tot = nkn_tot, fp.nvn_tot = nvn_tot;
+      fp.kn_idx = p.kn_idx, fp.kn_off = p.kn_off, fp.vn_idx = p.vn_idx, fp.vn_off = p.vn_off;
+      fp.scale = p.scale, fp.S_ex = p.S_ex, fp.pm = p.pm, fp.pl = p.pl, fp.po = p.po, fp.pA = p.pA;
+    }
     launch_split_kernel(p);
     check_launch("fourier attention: split kernel");
     launch_merge(p, BH, D, N, L.w0, L.w, out, ws.ab.as<float>(), nullptr);

@@ -51,8 +51,18 @@
 //     [64 x 32] . [32 x 2N], twiddled back into a G x N accumulator (fp16 hi/lo operands:
 //     f32-class results; TiledFast: plain fp16);
 //  3. merge and V-coefficient map as in the direct path.
-// FourierPath::Auto picks direct or FFT (the FFT path where its estimated cost is lower); the
-// tiled path is correct but measured slower than FFT so far (docs/perf/gpu.md).
+// The *four-step* path (FourierPath::FourStep; T a multiple of Q = the power of two >= max(N, 32),
+// Q <= 512: kv::FourierCache's period=aligned) factors T = P Q: middle position l = a P + b, and
+// w_n l = 2 pi n a / Q + 2 pi n b / T, so per residue b and query head one length-Q inverse FFT of
+// the twiddled coefficients c_n e^{2 pi i n b / T} gives f at the Q positions a P + b, and one
+// length-Q FFT of the probabilities there, twiddled back, adds that residue's share of A_n:
+//  1. projection as above;
+//  2. exact blocks (plain flash decoding), then middle blocks (fourier_fourstep.cu) that each own a
+//     range of residues of one (sequence, KV head): exact dims, both FFTs in registers and warp
+//     shuffles, online softmax, exact V dims and spectral sums, no T-length buffer in device memory;
+//  3. merge and V-coefficient map as in the direct path.
+// FourierPath::Auto picks four-step where T allows it, else direct or FFT (the FFT path where its
+// estimated cost is lower); the tiled path is correct but measured slower than FFT (docs/perf/gpu.md).
 // NOTE: the spec's "one fused kernel" is step 2; the projection (1) and the
 // V-coefficient map (3) run once per KV head rather than once per split block,
 // which is what keeps the coefficient bytes at one read per step.
@@ -90,7 +100,8 @@ struct FourierConfig {
 // as small matrix products on tensor cores (fourier.cu, section 2c), fp16 hi/lo-split operands
 // (f32-class results); TiledFast: the same with plain fp16 operands (one third of the tensor work,
 // ~1e-3 relative, the TF32 class of the authors' kernel). Both need N % 8 == 0 and N <= 512.
-enum class FourierPath { Auto, Direct, Fft, Tiled, TiledFast };
+// FourStep: see above (needs T % Q == 0, Q <= 512).
+enum class FourierPath { Auto, Direct, Fft, Tiled, TiledFast, FourStep };
 
 class FourierLayer {
  public:
@@ -115,12 +126,12 @@ class FourierLayer {
   // q: device f32 [batch][n_heads][head_dim]; out: device f32, same shape.
   // target_blocks: blocks of the split kernel resident at once (0: one wave from occupancy).
   // Throws Error(Internal) if cuFFT fails (FFT path), Error(Unsupported) for Tiled / TiledFast
-  // outside their limits (N % 8 == 0, N <= 512), and for Fft / Tiled / TiledFast with exact_f32
-  // or a head_dim other than 64 / 128.
+  // outside their limits (N % 8 == 0, N <= 512), for Fft / Tiled / TiledFast / FourStep with exact_f32
+  // or a head_dim other than 64 / 128, and for FourStep where T % Q != 0 or Q > 512.
   void attend(const float* q, float* out, AttentionWorkspace& ws, int target_blocks = 0,
               FourierPath path = FourierPath::Auto);
-  // The path FourierPath::Auto takes at the current middle length (Direct or Fft; Direct where
-  // the FFT path lacks the head_dim or exact type).
+  // The path FourierPath::Auto takes at the current middle length (FourStep, Direct or Fft; Direct where
+  // the others lack the head_dim or exact type).
   FourierPath auto_path() const;
 
   // Benchmarks: a compressed state with `mid_len` middle tokens and random contents.

@@ -268,6 +268,17 @@ struct FourierCache::Impl {
 
 // ---- Options and memory ------------------------------------------------------------
 
+int64_t fourier_aligned_quantum(int n_freq) {
+  int64_t q = 32;
+  while (q < n_freq) q *= 2;
+  return q;
+}
+
+int64_t aligned_period(int64_t T, int n_freq) {
+  const int64_t q = fourier_aligned_quantum(n_freq);
+  return (std::max<int64_t>(T, 1) + q - 1) / q * q;
+}
+
 FourierOptions FourierOptions::parse(const Options& opts) {
   OptionReader r("fourier", opts);
   FourierOptions o;
@@ -286,11 +297,14 @@ FourierOptions FourierOptions::parse(const Options& opts) {
                     ? FourierAttentionMode::Spectral
                     : FourierAttentionMode::Direct;
   o.compat_reference = r.get_choice("compat", "none", {"none", "reference"}) == "reference";
-  const std::string period = r.get_choice("period", o.compat_reference ? "exact" : "smooth", {"smooth", "exact"});
-  if (o.compat_reference && period == "smooth")
+  const std::string period =
+      r.get_choice("period", o.compat_reference ? "exact" : "smooth", {"smooth", "exact", "aligned"});
+  if (o.compat_reference && period != "exact")
     fail(ErrorKind::InvalidInput,
-         "kv policy 'fourier': option period=smooth contradicts compat=reference (the reference uses T as planned)");
+         "kv policy 'fourier': option period={} contradicts compat=reference (the reference uses T as planned)",
+         period);
   o.smooth_period = period == "smooth";
+  o.aligned_period = period == "aligned";
   o.rollback = r.get_int("rollback", o.rollback, 0, int64_t{1} << 20);
   r.finish();
   return o;
@@ -540,7 +554,10 @@ void reanchor_layer(Layer& L, const Shape& s, const FourierOptions& o, int64_t p
   const int N = o.n_freq();
   const int64_t cap = s.max_tokens - o.sink - o.window;
   int64_t T2 = std::max(p + 1, std::min(2 * L.T, std::max(cap, p + 1)));
-  if (o.smooth_period) T2 = sp::smooth_period(T2);
+  if (o.aligned_period)
+    T2 = aligned_period(T2, N);
+  else if (o.smooth_period)
+    T2 = sp::smooth_period(T2);
   const sp::InverseWeights w_old = weights(o, L.T), w_new = weights(o, T2);
   // New storage per head, filled column by column from the old.
   std::vector<HeadState> fresh(L.heads.size());
@@ -984,6 +1001,7 @@ int64_t FourierCache::planned_period() const {
   const int64_t T0 = std::min(P + mn, s_.max_tokens) - o_.sink - o_.window;
   if (o_.compat_reference) return T0;  // compression happens at the prompt's end: T0 >= middle
   const int64_t T = std::max(T0, n_tokens_ - o_.sink - o_.window);
+  if (o_.aligned_period) return aligned_period(T, o_.n_freq());
   return o_.smooth_period ? sp::smooth_period(T) : T;
 }
 

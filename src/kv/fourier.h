@@ -24,8 +24,10 @@
 //   stats_dtype=f32|f16|bf16   u_bar, i_bar, s storage (the reference uses f16)
 //   attention=spectral|direct  spectral: §4.3 in the coefficient domain by FFT;
 //                    direct: reconstruct every middle token (reference path)
-//   period=smooth|exact   smooth rounds T up to an even 7-smooth integer (fast
-//                    FFTs); exact uses T as planned. compat=reference forces exact
+//   period=smooth|exact|aligned   smooth rounds T up to an even 7-smooth integer
+//                    (fast FFTs); exact uses T as planned; aligned rounds T up to a
+//                    multiple of Q = fourier_aligned_quantum(N) (the GPU's four-step
+//                    path, cuda::FourierPath::FourStep). compat=reference forces exact
 //   compat=none|reference   reference reproduces the authors' code (spec §10)
 //   rollback=16      evicted tokens remembered so truncate() can undo them
 //
@@ -56,6 +58,9 @@
 //  - With period=smooth (default) T is rounded up to an even 7-smooth length
 //    (at most a few % longer; NOTE: a deviation from the literal rule, because
 //    FFTW runs prime/odd lengths 5-50x slower). period=exact keeps the rule.
+//    NOTE: period=aligned is a deviation of the same kind (the spec needs only
+//    T >= the final middle length): T a multiple of Q lets the GPU evaluate the
+//    middle by length-Q FFTs per residue mod T / Q (at most Q - 1 extra positions).
 //
 // Attention (spec §4.3). Spectral: per (KV head, query) job and GQA group, the
 // query is projected into coefficient space (O(M |Dc(h)|)), the middle's
@@ -97,6 +102,7 @@ struct FourierOptions {
   CoeffDtype stats_dtype = CoeffDtype::F32;
   FourierAttentionMode attention = FourierAttentionMode::Spectral;
   bool smooth_period = true;
+  bool aligned_period = false;  // period=aligned (wins over smooth_period)
   bool compat_reference = false;
   int64_t rollback = 16;
 
@@ -104,6 +110,11 @@ struct FourierOptions {
   // Reads `opts` with OptionReader; throws Error(InvalidInput) naming the option.
   static FourierOptions parse(const Options& opts);
 };
+
+// period=aligned: Q = the smallest power of two >= max(N, 32) for N frequencies, and the
+// smallest multiple of Q >= T (T >= 1).
+int64_t fourier_aligned_quantum(int n_freq);
+int64_t aligned_period(int64_t T, int n_freq);
 
 // Bytes of a FourierAttention cache by segment (spec §8), over all layers.
 struct FourierMemory {

@@ -609,6 +609,51 @@ TEST(Fourier, TruncateRollsBackEvictions) {
   }
 }
 
+// period=aligned: T is the smallest multiple of Q (power of two >= max(N, 32)) >= the planned T, also
+// after re-anchoring; the cache is otherwise the exact-period cache with that T (same outputs, bit for bit).
+TEST(Fourier, AlignedPeriod) {
+  EXPECT_EQ(fourier_aligned_quantum(16), 32);
+  EXPECT_EQ(fourier_aligned_quantum(512), 512);
+  EXPECT_EQ(fourier_aligned_quantum(513), 1024);
+  EXPECT_EQ(aligned_period(130044, 512), 130048);
+  EXPECT_EQ(aligned_period(1024, 512), 1024);
+  EXPECT_EQ(aligned_period(1, 32), 32);
+  const FourierOptions a = FourierOptions::parse({{"period", "aligned"}});
+  EXPECT_TRUE(a.aligned_period);
+  EXPECT_FALSE(a.smooth_period);
+  try {
+    FourierOptions::parse({{"compat", "reference"}, {"period", "aligned"}});
+    ADD_FAILURE() << "period=aligned with compat=reference";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("period=aligned contradicts"), std::string::npos) << e.what();
+  }
+
+  const Shape s = make_shape(2, 4, 2, 8, 600);
+  FourierOptions o = small_opts(4, 8, 64);  // N = 32: Q = 32
+  o.aligned_period = true;
+  o.smooth_period = false;
+  FourierOptions e = small_opts(4, 8, 64);
+  e.smooth_period = false;
+  FourierCache fa(s, o, mixed_dims(s, 5)), fe(s, e, mixed_dims(s, 5));
+  fa.plan(150, 40);       // planned T = 150 + 40 - 12 = 178 -> 192
+  fe.plan(150, 40 + 14);  // the exact period 192
+  std::mt19937 rng(17);
+  const Step prompt = random_step(s, 150, rng);
+  EXPECT_EQ(rel_diff(run(fa, prompt), run(fe, prompt)), 0.0);
+  int layer = 0;
+  while (!fa.segments(layer).compressed) ++layer;
+  EXPECT_EQ(fa.segments(layer).period, 192);
+  EXPECT_EQ(fe.segments(layer).period, 192);
+  // 70 decode steps: the middle passes T = 192 and both re-anchor to min(2T, 600 - 12) = 384.
+  for (int t = 0; t < 70; ++t) {
+    const Step st = random_step(s, 1, rng);
+    ASSERT_EQ(rel_diff(run(fa, st), run(fe, st)), 0.0) << "decode step " << t;
+  }
+  EXPECT_EQ(fa.segments(layer).period, 384);
+  EXPECT_EQ(fa.segments(layer).period % fourier_aligned_quantum(32), 0);
+  EXPECT_GE(fa.segments(layer).period, fa.segments(layer).middle);
+}
+
 // Without plan(), a multi-token step is the prompt and T spans the context.
 TEST(Fourier, UnplannedPromptUsesTheContext) {
   const Shape s = make_shape(1, 2, 1, 8, 300);
