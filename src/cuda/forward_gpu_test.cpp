@@ -378,7 +378,9 @@ void expect_close_bf16(const Model& m, int prompt_len, int steps) {
 // FourierAttention with kv::FourierCache's semantics (GpuForward::use_fourier) against the CPU's
 // Forward over kv::FourierCache, f32 weights and exact K/V: sink 4, window 32, M = 64 coefficients,
 // so a prompt of prompt_len tokens compresses at its end (middle prompt_len - 36 > 64) and the
-// middle grows by one per decode step. Every greedy id equals the CPU's; the period is the CPU's;
+// middle grows by one per decode step. With f32 coefficients every greedy id equals the CPU's (the GPU
+// runs the CPU's ids); with bf16 coefficients every id where the CPU's top-2 margin is above the
+// 1e-2 relative tolerance (a near tie may flip: the sums run in another order). The period is the CPU's;
 // the held bytes equal the CPU's segments with two f32 statistics per compressed dim (scale and
 // offset) where the CPU keeps three (u_bar, i_bar, s).
 void expect_fourier_greedy(const Model& m, int prompt_len, int steps, const std::string& coeff_dtype) {
@@ -419,9 +421,21 @@ void expect_fourier_greedy(const Model& m, int prompt_len, int steps, const std:
   EXPECT_EQ(s0.compressed_layers, m.config.n_layers);
   EXPECT_EQ(s0.mid_len, P - f.sink - f.window);
   EXPECT_EQ(s0.period, cpu.segments(0).period);
+  // bf16 coefficients: the GPU sums their products in another order than the CPU, so logits differ by
+  // ~1e-3 relative and a near tie may flip; stated tolerance 1e-2 relative, and ids must agree at every
+  // step whose CPU top-2 margin is above it (f32 coefficients: every id, 1e-4).
+  const bool f32_coeffs = coeff_dtype == "f32";
+  const double tol = f32_coeffs ? 1e-4 : 1e-2;
   double worst = 0;
+  int clear_disagreements = 0, near_ties = 0;
   for (int s = 0; s < steps; ++s) {
-    worst = std::max(worst, rel_err(glogits, cpu_logits[static_cast<size_t>(s)]));
+    const std::vector<float>& cl = cpu_logits[static_cast<size_t>(s)];
+    worst = std::max(worst, rel_err(glogits, cl));
+    if (id != cpu_ids[static_cast<size_t>(s)]) {
+      float mx = 0;
+      for (float x : cl) mx = std::max(mx, std::abs(x));
+      (!f32_coeffs && top2_margin(cl) <= tol * mx ? near_ties : clear_disagreements)++;
+    }
     gpu_ids.push_back(id);
     if (s + 1 < steps) gfw.run(&cpu_ids[static_cast<size_t>(s)], 1, glogits.data(), &id);  // the CPU's token
   }
@@ -435,13 +449,15 @@ void expect_fourier_greedy(const Model& m, int prompt_len, int steps, const std:
   const size_t cpu_bytes =
       held.at("sinks") + held.at("local") + held.at("middle_exact") + held.at("coefficients") + held.at("statistics") * 2 / 3;
   std::printf("gpu fourier (f32 weights + exact K/V, coeff_dtype %s) vs cpu, %s: %lld prompt (middle %lld, T %lld) + %d "
-              "greedy tokens, %d equal ids, max logit error %.2e; held bytes gpu %zu, cpu %zu (indices %zu, rollback %zu "
-              "excluded, statistics x 2/3)\n",
+              "greedy tokens, %d equal ids before the first difference, %d near ties, max logit error %.2e; held bytes "
+              "gpu %zu, cpu %zu (indices %zu, rollback %zu excluded, statistics x 2/3)\n",
               coeff_dtype.c_str(), m.path.c_str(), static_cast<long long>(P), static_cast<long long>(s0.mid_len),
-              static_cast<long long>(s0.period), steps, first_diff < 0 ? steps : first_diff, worst, gfw.kv_bytes(),
+              static_cast<long long>(s0.period), steps, first_diff < 0 ? steps : first_diff, near_ties, worst, gfw.kv_bytes(),
               cpu_bytes, held.at("indices"), held.at("rollback"));
-  EXPECT_EQ(first_diff, -1) << "first differing step " << first_diff << ": cpu " << cpu_ids[first_diff] << ", gpu "
-                            << gpu_ids[first_diff] << ", cpu top-2 margin " << top2_margin(cpu_logits[first_diff]);
+  EXPECT_LE(worst, tol);
+  EXPECT_EQ(clear_disagreements, 0) << "first differing step " << first_diff << ": cpu " << cpu_ids[first_diff]
+                                    << ", gpu " << gpu_ids[first_diff] << ", cpu top-2 margin "
+                                    << top2_margin(cpu_logits[first_diff]) << " (" << near_ties << " near ties)";
   EXPECT_EQ(gfw.kv_bytes(), cpu_bytes);
   // A multi-token step on the compressed cache is refused.
   const std::vector<int32_t> two = {1, 2};
