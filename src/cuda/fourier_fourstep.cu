@@ -20,12 +20,17 @@ using detail::rescale;
 namespace {
 
 constexpr int kFsThreads = 256, kFsWarps = kFsThreads / 32;
-// Params::flags (HARMONIA_FOURSTEP_FLAGS, benchmarks): batched exact-K loads, batched exact-V loads,
-// L2 prefetch of the next residue group's rows, a grid of one / four waves instead of two, L2 prefetch
-// of this group's V rows at its start.
+// Params::flags (HARMONIA_FOURSTEP_FLAGS, benchmarks; default 0 = staged rows, two waves): with kLegacy
+// (per-row global loads, the path before the staging) batched exact-K loads, batched exact-V loads,
+// L2 prefetch of the next residue group's rows, L2 prefetch of this group's V rows at its start
+// (546 = kLegacy | kBatchV | kPrefetchV: the previous default); any path: a grid of one / four waves
+// instead of two.
 // kSkip*: ablations for timing only (wrong results): no exact-K loads, no exact-V loop, no FFTs.
 constexpr int kBatchK = 1, kBatchV = 2, kPrefetch = 4, kOneWave = 8, kFourWaves = 16, kPrefetchV = 32;
 constexpr int kSkipK = 64, kSkipV = 128, kSkipFft = 256;
+// kLegacy: the per-row global loads above (flags 1 / 2 / 4 / 32 pick their variants) instead of the
+// default staging of each residue group's exact K / V rows into shared memory (stage_rows).
+constexpr int kLegacy = 512;
 
 __device__ __forceinline__ float2 cmul(float2 a, float2 b) {
   return make_float2(fmaf(a.x, b.x, -a.y * b.y), fmaf(a.x, b.y, a.y * b.x));
@@ -135,6 +140,108 @@ constexpr int smem_floats(int G, int R, int D) {
   return 4 * Q + 2 * RB * (32 + R) + G * (D + 8) + RB * G * QP + 4 * kFsWarps + 4 * G + G * D +
          kFsWarps * G * D + 2 * RB * G * Q;
 }
+// Bytes of each of the two staging buffers (after smem_floats): what is left of ~110 KB per block
+// (two blocks per multiprocessor), a multiple of 16, at least one row group of RB rows of D dims.
+constexpr int stage_bytes(int G, int R, int D) {
+  const int RB = kFsWarps / G, left = (110 * 1024 - 4 * smem_floats(G, R, D)) / 2 / 16 * 16;
+  const int need = 16 * ((RB * D * 2 + 29) / 16);
+  return left > need ? left : need;
+}
+// Bytes per a in a staging buffer for rows of nd dims: the RB rows' bytes from their 16-byte
+// aligned-down start, rounded up to 16.
+__device__ __forceinline__ int stage_stride(int RB, int nd) { return 16 * ((RB * nd * 2 + 29) / 16); }
+
+__device__ __forceinline__ void cp_async16(void* dst, const void* src) {
+  const unsigned d = static_cast<unsigned>(__cvta_generic_to_shared(dst));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(d), "l"(src));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;"); }
+__device__ __forceinline__ void cp_async_wait1() { asm volatile("cp.async.wait_group 1;" ::: "memory"); }
+
+// Issues (one commit group) the copy of rows a P + b0 .. a P + b0 + RB - 1 for a in [a0, a0 + na)
+// (those below row_end and below a P + P) of one head's [rows][nd] bf16 matrix m into buf: the run
+// of a (contiguous bytes) at buf + (a - a0) * stride, from its 16-byte aligned-down start (so row
+// a P + b0 + r begins at byte ((m + (a P + b0) nd) & 15) + 2 r nd there). Every 16-byte piece by
+// cp.async, also the run's partial head / tail pieces (their other bytes: neighbouring rows, unused)
+// where they lie inside the allocation [lo, hi); element by element (synchronous) where not.
+__device__ __forceinline__ void stage_rows(char* buf, int stride, const bf16* m, int nd, int b0, int RB, int P,
+                                           int a0, int na, int mid_len, uintptr_t lo, uintptr_t hi) {
+  const int nch = stride / 16;
+  if (nd > 0)
+    for (int i = threadIdx.x; i < na * nch; i += kFsThreads) {
+      const int al = i / nch, k = i - al * nch, a = a0 + al;
+      const int r0 = a * P + b0, r1 = min(min(r0 + RB, a * P + P), mid_len);
+      if (r0 >= r1) continue;
+      const uintptr_t s = reinterpret_cast<uintptr_t>(m + static_cast<int64_t>(r0) * nd);
+      const uintptr_t e = reinterpret_cast<uintptr_t>(m + static_cast<int64_t>(r1) * nd);
+      const uintptr_t g = (s & ~uintptr_t{15}) + 16 * k;
+      if (g >= e) continue;
+      char* dst = buf + al * stride + 16 * k;
+      if (g >= lo && g + 16 <= hi) {
+        cp_async16(dst, reinterpret_cast<const void*>(g));
+      } else {
+#pragma unroll
+        for (int t = 0; t < 8; ++t) {
+          const uintptr_t at = g + 2 * t;
+          if (at >= s && at < e)
+            reinterpret_cast<bf16*>(dst)[t] = *reinterpret_cast<const bf16*>(at);
+        }
+      }
+    }
+  cp_async_commit();
+}
+// Exact-dims scores of one row (nkn bf16 values; null: all zero) for the G heads, qk [nkn][G] (shared),
+// written to out[g QP] (the row's column of its residue slot's [G][QP] scores).
+template <int G>
+__device__ __forceinline__ void row_scores(const bf16* row, int nkn, const float* qk, float* out, int QP) {
+  float s[G];
+#pragma unroll
+  for (int g = 0; g < G; ++g) s[g] = 0.0f;
+  if (row) {
+#pragma unroll 4
+    for (int j = 0; j < nkn; ++j) {
+      const float kv = __bfloat162float(row[j]);
+#pragma unroll
+      for (int g = 0; g < G; ++g) s[g] = fmaf(qk[j * G + g], kv, s[g]);
+    }
+  }
+#pragma unroll
+  for (int g = 0; g < G; ++g) out[g * QP] = s[g];
+}
+// Exact V dims j0, j0 + 1 of one row (nvn bf16 values) times the G heads' probabilities pr[g QP]
+// (the row's column of its residue slot's [G][QP] probabilities), added to acc.
+template <int G>
+__device__ __forceinline__ void row_accumulate(float (&acc)[2][G], const bf16* row, int j0, int nvn, const float* pr,
+                                               int QP) {
+  const float v0 = j0 < nvn ? __bfloat162float(row[j0]) : 0.0f;
+  const float v1 = j0 + 1 < nvn ? __bfloat162float(row[j0 + 1]) : 0.0f;
+#pragma unroll
+  for (int g = 0; g < G; ++g) {
+    const float pg = pr[g * QP];
+    acc[0][g] = fmaf(pg, v0, acc[0][g]);
+    acc[1][g] = fmaf(pg, v1, acc[1][g]);
+  }
+}
+// Exact V dims: combines the two half-warps' sums acc (dims j0, j0 + 1, different positions) and adds
+// them from the lower half into this warp's running sums vw [G][D] (first scaled by cr[g] unless null).
+template <int G>
+__device__ __forceinline__ void fold_halves(float (&acc)[2][G], float* vw, int D, int j0, int nvn, bool lower,
+                                            const float* cr) {
+#pragma unroll
+  for (int e = 0; e < 2; ++e)
+#pragma unroll
+    for (int g = 0; g < G; ++g) acc[e][g] += __shfl_xor_sync(kFull, acc[e][g], 16);
+  if (lower)
+#pragma unroll
+    for (int e = 0; e < 2; ++e)
+      if (j0 + e < nvn)
+#pragma unroll
+        for (int g = 0; g < G; ++g) {
+          float& w = vw[g * D + j0 + e];
+          w = cr ? fmaf(w, cr[g], acc[e][g]) : w + acc[e][g];
+        }
+}
+constexpr int smem_bytes(int G, int R, int D) { return 16 * ((4 * smem_floats(G, R, D) + 15) / 16) + 2 * stage_bytes(G, R, D); }
 
 // L2 prefetch of the rows a P + b0 .. a P + b0 + RB - 1 (a < Q; those below row_end and below
 // a P + P) of one head's [rows][nd] bf16 matrix: one prefetch per 128-byte line, the block's threads
@@ -157,6 +264,10 @@ __device__ __forceinline__ void prefetch_rows(const bf16* m, int nd, int b0, int
 
 // grid (S_mid, H, B), 256 threads. Block ms owns residues [ms * iters * RB, (ms + 1) * iters * RB) of
 // KV head h of sequence bz; per iteration RB = 8 / G residues, warp w = (slot w / G, query head w % G).
+// The exact K / V rows of a group (for each a, RB consecutive rows: one contiguous run) come into
+// shared memory by cp.async in pieces of CA values of a (stage_rows), double-buffered: the next piece
+// (K, then V, then the next group's first K piece) is in flight while this one is used; the first V
+// piece during the FFTs.
 // Two blocks per multiprocessor: at most 128 registers (spills at Q = 512; without the cap, 240+
 // registers and one block per multiprocessor measured 1.3x slower, docs/perf/gpu.md).
 template <int G, int R>
@@ -179,6 +290,10 @@ __global__ void __launch_bounds__(kFsThreads, 2) fourstep_kernel(Params p) {
   float* lrun = mrun + G;                 // [G]
   float* orow = lrun + G;                 // [G][D] partial output row (exact V dims in place)
   float* Vw = orow + G * D;               // [8][G][D] exact V dims per warp (its positions)
+  // Two staging buffers of SB bytes (16-byte aligned): the exact K, then V rows of the residue group,
+  // CA values of a at a time (stage_rows), the next piece's copy in flight during this one's math.
+  char* stg = reinterpret_cast<char*>(smem4) + 16 * ((4 * smem_floats(G, R, D) + 15) / 16);
+  const int SB = stage_bytes(G, R, D);
 
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int ms = blockIdx.x, h = blockIdx.y, bz = blockIdx.z;
@@ -202,7 +317,7 @@ __global__ void __launch_bounds__(kFsThreads, 2) fourstep_kernel(Params p) {
     const int j = i / G, g = i % G;
     qk[i] = j < nkn ? p.q[(bhq + g) * D + p.kn_idx[kn0 + j]] : 0.0f;
   }
-  if (p.flags & kPrefetch) {
+  if ((p.flags & kLegacy) && (p.flags & kPrefetch)) {
     prefetch_rows(mk, nkn, ms * p.iters * RB, RB, P, Q, p.mid_len);
     prefetch_rows(mv, nvn, ms * p.iters * RB, RB, P, Q, p.mid_len);
   }
@@ -223,12 +338,27 @@ __global__ void __launch_bounds__(kFsThreads, 2) fourstep_kernel(Params p) {
   // (32-bit division: mid_len < T < 2^31; a 64-bit one is a call, whose spills cost more than it does.)
   const int mid_len = static_cast<int>(p.mid_len);
   auto n_valid = [&](int b) { return b < P && b < mid_len ? min(Q, (mid_len - b + P - 1) / P) : 0; };
+  const bool staged = !(p.flags & kLegacy);
+  const int sstride = stage_stride(RB, max(nkn, nvn)), CA = min(Q, SB / sstride);
+  int st = 0;  // staging pieces consumed so far (buffer st & 1 holds the next one)
+  auto sbuf = [&](int s) { return stg + (s & 1) * SB; };
+  // Byte offset in a staged run of row a P + b0 (its start mod 16; unsigned wrap keeps the residue).
+  const unsigned mk16 = static_cast<unsigned>(reinterpret_cast<uintptr_t>(mk) & 15);
+  const unsigned mv16 = static_cast<unsigned>(reinterpret_cast<uintptr_t>(mv) & 15);
+  // The allocations of midk / midv ([B][mid_cap * n_tot] bf16, B = gridDim.z): bounds of the over-read.
+  const uintptr_t klo = reinterpret_cast<uintptr_t>(p.midk), vlo = reinterpret_cast<uintptr_t>(p.midv);
+  const uintptr_t khi = reinterpret_cast<uintptr_t>(p.midk + static_cast<int64_t>(gridDim.z) * p.mid_cap * p.nkn_tot);
+  const uintptr_t vhi = reinterpret_cast<uintptr_t>(p.midv + static_cast<int64_t>(gridDim.z) * p.mid_cap * p.nvn_tot);
+  if (staged) {
+    const int bf = ms * p.iters * RB;
+    stage_rows(sbuf(0), sstride, mk, nkn, bf, RB, P, 0, min(CA, n_valid(bf)), mid_len, klo, khi);
+  }
 
   for (int it = 0; it < p.iters; ++it) {
     const int b0 = (ms * p.iters + it) * RB;
     if (b0 >= P) break;  // uniform
-    if (p.flags & kPrefetchV) prefetch_rows(mv, nvn, b0, RB, P, Q, p.mid_len);  // read after the FFTs
-    if ((p.flags & kPrefetch) && it + 1 < p.iters) {
+    if ((p.flags & kLegacy) && (p.flags & kPrefetchV)) prefetch_rows(mv, nvn, b0, RB, P, Q, p.mid_len);  // read after the FFTs
+    if ((p.flags & kLegacy) && (p.flags & kPrefetch) && it + 1 < p.iters) {
       prefetch_rows(mk, nkn, b0 + RB, RB, P, Q, p.mid_len);
       prefetch_rows(mv, nvn, b0 + RB, RB, P, Q, p.mid_len);
     }
@@ -246,22 +376,31 @@ __global__ void __launch_bounds__(kFsThreads, 2) fourstep_kernel(Params p) {
     // Exact-dims scores of positions a P + b (a < Q, b = b0 + r): one row per thread, all G heads
     // (r = tid mod RB for every i of this thread).
     const int ak = n_valid(b0 + tid % RB);
-    if (!(p.flags & kBatchK)) {
+    const int nv0 = n_valid(b0), nC = max(1, (nv0 + CA - 1) / CA);  // staged pieces of this group
+    if (staged) {
+      for (int c = 0; c < nC; ++c, ++st) {
+        const int a0 = c * CA;
+        if (c + 1 < nC)
+          stage_rows(sbuf(st + 1), sstride, mk, nkn, b0, RB, P, a0 + CA, min(CA, nv0 - a0 - CA), mid_len, klo, khi);
+        else  // the group's first V piece, in flight during the FFTs
+          stage_rows(sbuf(st + 1), sstride, mv, nvn, b0, RB, P, 0, min(CA, nv0), mid_len, vlo, vhi);
+        cp_async_wait1();
+        __syncthreads();
+        const char* kb = sbuf(st);
+        const int na = min(CA, nv0 - a0);
+        for (int i = tid; i < na * RB; i += kFsThreads) {
+          const int al = i / RB, r = i % RB, a = a0 + al;
+          const unsigned off = (mk16 + static_cast<unsigned>(a * P + b0) * static_cast<unsigned>(2 * nkn)) & 15;
+          const bf16* row = reinterpret_cast<const bf16*>(kb + al * sstride + off) + r * nkn;
+          row_scores<G>(a < ak && !(p.flags & kSkipK) ? row : nullptr, nkn, qk, sc + r * G * QP + pad(a), QP);
+        }
+        if (c + 1 < nC) __syncthreads();  // (the last one: below)
+      }
+    } else if (!(p.flags & kBatchK)) {
       for (int i = tid; i < RB * Q; i += kFsThreads) {
         const int a = i / RB, r = i % RB;
-        float s[G];
-#pragma unroll
-        for (int g = 0; g < G; ++g) s[g] = 0.0f;
-        if (a < ak && !(p.flags & kSkipK)) {
-          const bf16* row = mk + static_cast<int64_t>(a * P + b0 + r) * nkn;
-          for (int j = 0; j < nkn; ++j) {
-            const float kv = __bfloat162float(row[j]);
-#pragma unroll
-            for (int g = 0; g < G; ++g) s[g] = fmaf(qk[j * G + g], kv, s[g]);
-          }
-        }
-#pragma unroll
-        for (int g = 0; g < G; ++g) sc[(r * G + g) * QP + pad(a)] = s[g];
+        const bf16* row = mk + static_cast<int64_t>(a * P + b0 + r) * nkn;
+        row_scores<G>(a < ak && !(p.flags & kSkipK) ? row : nullptr, nkn, qk, sc + r * G * QP + pad(a), QP);
       }
     } else {
     // U rows at a time, eight dims per step: 8 U independent loads in flight per thread.
@@ -387,27 +526,53 @@ __global__ void __launch_bounds__(kFsThreads, 2) fourstep_kernel(Params p) {
     // lane dims 2 hl, 2 hl + 1 of the chunk; this iteration's sums are added into the warp's running
     // ones (rescaled by corr). r = (2 w + half) mod RB for every i of this thread.
     const int av = n_valid(b0 + (2 * warp + half) % RB);
-    for (int c = 0; c < (p.flags & kSkipV ? 0 : nvc_chunks); ++c) {
+    if (staged) {
+      const int r = (2 * warp + half) % RB;
+      if (half == 0)  // this warp's running sums, rescaled once per group
+        for (int c = 0; c < nvc_chunks; ++c)
+#pragma unroll
+          for (int e = 0; e < 2; ++e)
+            if (32 * c + 2 * hl + e < nvn)
+#pragma unroll
+              for (int g = 0; g < G; ++g) Vw[(warp * G + g) * D + 32 * c + 2 * hl + e] *= corr[g];
+      for (int c = 0; c < nC; ++c, ++st) {
+        const int a0 = c * CA;
+        if (c + 1 < nC) {
+          stage_rows(sbuf(st + 1), sstride, mv, nvn, b0, RB, P, a0 + CA, min(CA, nv0 - a0 - CA), mid_len, vlo, vhi);
+        } else {  // the next group's first K piece (none: an empty commit group)
+          const int bn = b0 + RB;
+          const bool more = it + 1 < p.iters && bn < P;
+          stage_rows(sbuf(st + 1), sstride, mk, nkn, bn, RB, P, 0, more ? min(CA, n_valid(bn)) : 0, mid_len, klo, khi);
+        }
+        cp_async_wait1();
+        __syncthreads();
+        const char* vb = sbuf(st);
+        // positions i = al RB + r of this piece below av; half-warp positions 2 w + half + 16 k
+        const int ni = (p.flags & kSkipV) ? 0 : max(0, min(min(CA, nv0 - a0), av - a0)) * RB;
+        for (int cc = 0; cc < nvc_chunks; ++cc) {
+          const int j0 = 32 * cc + 2 * hl;
+          float acc[2][G] = {};
+#pragma unroll 2
+          for (int i = 2 * warp + half; i < ni; i += 2 * kFsWarps) {
+            const int al = i / RB, a = a0 + al;
+            const unsigned off = (mv16 + static_cast<unsigned>(a * P + b0) * static_cast<unsigned>(2 * nvn)) & 15;
+            const bf16* row = reinterpret_cast<const bf16*>(vb + al * sstride + off) + r * nvn;
+            row_accumulate<G>(acc, row, j0, nvn, sc + r * G * QP + pad(a), QP);
+          }
+          fold_halves<G>(acc, Vw + warp * G * D, D, j0, nvn, half == 0, nullptr);
+        }
+        if (c + 1 < nC) __syncthreads();  // (the last one: below)
+      }
+    }
+    for (int c = 0; c < (staged || (p.flags & kSkipV) ? 0 : nvc_chunks); ++c) {
       const int j0 = 32 * c + 2 * hl;
-      float acc[2][G];
-#pragma unroll
-      for (int e = 0; e < 2; ++e)
-#pragma unroll
-        for (int g = 0; g < G; ++g) acc[e][g] = 0.0f;
+      float acc[2][G] = {};
       const int r = (2 * warp + half) % RB;
       if (!(p.flags & kBatchV)) {
         for (int i = 2 * warp + half; i < RB * Q; i += 2 * kFsWarps) {
           const int a = i / RB;
           if (a >= av) continue;
-          const bf16* row = mv + static_cast<int64_t>(a * P + b0 + r) * nvn;
-          const float v0 = j0 < nvn ? __bfloat162float(row[j0]) : 0.0f;
-          const float v1 = j0 + 1 < nvn ? __bfloat162float(row[j0 + 1]) : 0.0f;
-#pragma unroll
-          for (int g = 0; g < G; ++g) {
-            const float pg = sc[(r * G + g) * QP + pad(a)];
-            acc[0][g] = fmaf(pg, v0, acc[0][g]);
-            acc[1][g] = fmaf(pg, v1, acc[1][g]);
-          }
+          row_accumulate<G>(acc, mv + static_cast<int64_t>(a * P + b0 + r) * nvn, j0, nvn, sc + r * G * QP + pad(a), QP);
         }
       } else
       // Eight positions per step, loads first (16 in flight per lane); probabilities past the middle are 0.
@@ -433,20 +598,7 @@ __global__ void __launch_bounds__(kFsThreads, 2) fourstep_kernel(Params p) {
             }
         }
       }
-      // Combine the two half-warps (same dims, different positions), then the running sums.
-#pragma unroll
-      for (int e = 0; e < 2; ++e)
-#pragma unroll
-        for (int g = 0; g < G; ++g) acc[e][g] += __shfl_xor_sync(kFull, acc[e][g], 16);
-      if (half == 0)
-#pragma unroll
-        for (int e = 0; e < 2; ++e)
-          if (j0 + e < nvn)
-#pragma unroll
-            for (int g = 0; g < G; ++g) {
-              float& w = Vw[(warp * G + g) * D + j0 + e];
-              w = fmaf(w, corr[g], acc[e][g]);
-            }
+      fold_halves<G>(acc, Vw + warp * G * D, D, j0, nvn, half == 0, corr);
     }
     if (tid < G) {
       float s = 0.0f;
@@ -457,6 +609,7 @@ __global__ void __launch_bounds__(kFsThreads, 2) fourstep_kernel(Params p) {
     __syncthreads();
   }
 
+  asm volatile("cp.async.wait_all;" ::: "memory");
   // Partials: exact V dims (sum of the warps' position sets) scattered to the head's exact dims,
   // spectral sums (sum of the residue slots), softmax state.
   for (int i = tid; i < G * nvn; i += kFsThreads) {
@@ -487,12 +640,12 @@ template <int G, int R>
 void launch_gr(const Params& p, int B) {
   static const bool configured = [] {
     check(cudaFuncSetAttribute(fourstep_kernel<G, R>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                               smem_floats(G, R, 128) * 4),
+                               std::max(smem_bytes(G, R, 64), smem_bytes(G, R, 128))),
           "cudaFuncSetAttribute (four-step)");
     return true;
   }();
   (void)configured;
-  fourstep_kernel<G, R><<<dim3(p.S_mid, p.H, B), kFsThreads, smem_floats(G, R, p.D) * 4>>>(p);
+  fourstep_kernel<G, R><<<dim3(p.S_mid, p.H, B), kFsThreads, smem_bytes(G, R, p.D)>>>(p);
 }
 
 template <int G>
@@ -518,7 +671,7 @@ bool supported(int N, int D, int G, int64_t T) {
 void plan(Params& p, int B, int target_blocks) {
   static const int flags = [] {
     const char* e = std::getenv("HARMONIA_FOURSTEP_FLAGS");
-    return e ? std::atoi(e) : kBatchV | kPrefetchV;  // the fastest in the sweep of docs/perf/gpu.md
+    return e ? std::atoi(e) : 0;  // staged rows; kLegacy | kBatchV | kPrefetchV (546): the previous default
   }();
   p.flags = flags;
   const int G = p.Hq / p.H, RB = kFsWarps / G;
