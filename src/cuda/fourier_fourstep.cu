@@ -223,8 +223,8 @@ __device__ __forceinline__ void row_accumulate(float (&acc)[2][G], const bf16* r
   }
 }
 // Exact V dims: combines the two half-warps' sums acc (dims j0, j0 + 1, different positions) and adds
-// them from the lower half into this warp's running sums vw [G][D] (first scaled by cr[g] unless null).
-template <int G>
+// them from the lower half into this warp's running sums vw [G][D] (first scaled by cr[g] if kScale).
+template <int G, bool kScale>
 __device__ __forceinline__ void fold_halves(float (&acc)[2][G], float* vw, int D, int j0, int nvn, bool lower,
                                             const float* cr) {
 #pragma unroll
@@ -238,7 +238,7 @@ __device__ __forceinline__ void fold_halves(float (&acc)[2][G], float* vw, int D
 #pragma unroll
         for (int g = 0; g < G; ++g) {
           float& w = vw[g * D + j0 + e];
-          w = cr ? fmaf(w, cr[g], acc[e][g]) : w + acc[e][g];
+          w = kScale ? fmaf(w, cr[g], acc[e][g]) : w + acc[e][g];
         }
 }
 constexpr int smem_bytes(int G, int R, int D) { return 16 * ((4 * smem_floats(G, R, D) + 15) / 16) + 2 * stage_bytes(G, R, D); }
@@ -559,7 +559,7 @@ __global__ void __launch_bounds__(kFsThreads, 2) fourstep_kernel(Params p) {
             const bf16* row = reinterpret_cast<const bf16*>(vb + al * sstride + off) + r * nvn;
             row_accumulate<G>(acc, row, j0, nvn, sc + r * G * QP + pad(a), QP);
           }
-          fold_halves<G>(acc, Vw + warp * G * D, D, j0, nvn, half == 0, nullptr);
+          fold_halves<G, false>(acc, Vw + warp * G * D, D, j0, nvn, half == 0, nullptr);
         }
         if (c + 1 < nC) __syncthreads();  // (the last one: below)
       }
@@ -598,7 +598,7 @@ __global__ void __launch_bounds__(kFsThreads, 2) fourstep_kernel(Params p) {
             }
         }
       }
-      fold_halves<G>(acc, Vw + warp * G * D, D, j0, nvn, half == 0, corr);
+      fold_halves<G, true>(acc, Vw + warp * G * D, D, j0, nvn, half == 0, corr);
     }
     if (tid < G) {
       float s = 0.0f;
