@@ -418,8 +418,11 @@ bool Engine::step() {
   std::vector<int64_t> ended;
   try {
     fw_.run_batch(batch);
-    for (Seq* s : run)
-      if (s->one_token_verify) verify_one_token_at_a_time(*s);
+    for (size_t i = 0; i < run.size(); ++i) {
+      if (!run[i]->one_token_verify) continue;
+      verify_one_token_at_a_time(*run[i]);
+      if (log) rec.members[i].fed = run[i]->fed;  // 1 + accepted: the drafts the target really saw
+    }
   } catch (const Error& e) {
     // One bad sequence must not take the engine down: fail this step's requests.
     std::vector<sched::StepOutcome> outs;

@@ -50,7 +50,8 @@ struct StepRecord {
     int64_t ctx_tokens = 0;      // tokens already in its KV cache before the step
     int64_t fed = 0;             // tokens fed to the target this step
     int64_t prefill_tokens = 0;  // of those, prompt (or recompute) tokens; 0 for a decode step
-    int32_t drafted = 0;         // draft tokens proposed (fed = 1 + drafted for a decode step)
+    int32_t drafted = 0;         // draft tokens proposed (fed = 1 + drafted for a decode step, 1 + accepted
+                                 // when the KV policy verifies one token at a time)
     bool first = false;          // the request's first step (its KV cache was created in it)
     bool resumed = false;        // ran before, but not in the previous step (a switch back to it)
     int64_t catchup_tokens = 0;  // its first decode step: the prompt tokens its drafter catches up over

@@ -110,6 +110,17 @@ TEST(Engine, SpeculativeGreedyEqualsPlainGreedyForEveryDrafterAndPolicy) {
       SCOPED_TRACE(pol + " / " + drafter);
       EngineOptions eo;
       eo.ctx = 512;
+      // The step log's decode members: fed - 1 = the drafts the target's cache saw.
+      int64_t log_drafted = 0, log_fed_drafts = 0;
+      eo.on_step = [&](const StepRecord& rec) {
+        for (const auto& mb : rec.members) {
+          if (mb.prefill_tokens != 0) continue;
+          EXPECT_GE(mb.fed, 1);
+          EXPECT_LE(mb.fed, 1 + mb.drafted);
+          log_drafted += mb.drafted;
+          log_fed_drafts += mb.fed - 1;
+        }
+      };
       Engine eng(m, draft.get(), eo);
       RequestOptions r = greedy_request(prompt, 60);
       r.kv.name = pol;
@@ -128,6 +139,17 @@ TEST(Engine, SpeculativeGreedyEqualsPlainGreedyForEveryDrafterAndPolicy) {
       EXPECT_EQ(c.error, "");
       EXPECT_EQ(c.tokens, want);
       EXPECT_GT(c.usage.drafted, 0);
+      EXPECT_EQ(log_drafted, c.usage.drafted);
+      // A policy verified one token at a time feeds 1 + accepted; the others feed every draft
+      // (then roll back the rejected ones).
+      if (pol == "h2o" || pol == "kivi") {
+        EXPECT_EQ(log_fed_drafts, c.usage.accepted);
+      } else if (pol != "fourier") {
+        EXPECT_EQ(log_fed_drafts, c.usage.drafted);
+      } else {
+        EXPECT_GE(log_fed_drafts, c.usage.accepted);
+        EXPECT_LE(log_fed_drafts, c.usage.drafted);
+      }
       // Same weights: all accepted, unless the target's cache evicts (the draft
       // model keeps a full cache, so its proposals then differ): h2o's default
       // budgets (10 % of the prompt each) evict from the first decode step.
