@@ -76,6 +76,17 @@ TEST(CliReplay, ProfileRecordSimulateAndCompare) {
   EXPECT_NE(c.out.find("| srpt-oracle "), std::string::npos) << c.out;
 }
 
+// --draft-preset: a random-weight draft model of a preset shape (same vocabulary as the target preset).
+TEST(CliReplay, ProfileWithDraftPreset) {
+  const std::string prof = tmp("pp.json");
+  const CliRun p = harmonia_cmd("bench --profile --preset tiny-llama --draft-preset tiny-llama -t 1 --batches 1 "
+                                "--draft-lens 0,2 --contexts 16,32 --prefill-tokens 4,16 --profile-reps 1 -o " + prof);
+  ASSERT_EQ(p.code, 0) << p.err;
+  const auto j = nlohmann::json::parse(std::ifstream(prof));
+  EXPECT_NE(j.at("draft").get<std::string>().find("tiny-llama"), std::string::npos) << j.dump();
+  EXPECT_GT(j.at("draft_ms_per_token").at(0).at(1).get<double>(), 0.0) << j.dump();
+}
+
 TEST(CliReplay, BadInput) {
   HARMONIA_REQUIRE_SHARED("models/stories260K/stories260K.gguf");
   const std::string wl = tmp("plain.jsonl"), prof = tmp("p.json");
@@ -91,6 +102,10 @@ TEST(CliReplay, BadInput) {
   const CliRun b = harmonia_cmd("bench --profile -m " + model() + " --spec ngram");
   EXPECT_EQ(b.code, 2);
   EXPECT_NE(b.err.find("needs -o FILE"), std::string::npos) << b.err;
+  const CliRun two = harmonia_cmd("bench --profile -m " + model() + " --draft " + model() +
+                                  " --draft-preset tiny-llama -o " + tmp("unused.json"));
+  EXPECT_EQ(two.code, 2);
+  EXPECT_NE(two.err.find("either --draft MODEL or --draft-preset"), std::string::npos) << two.err;
   // Plain-bench flags are refused with --profile instead of being ignored.
   for (const std::string flag : {"--kv streaming", "-d 64", "--json"}) {
     const CliRun f = harmonia_cmd("bench --profile -m " + model() + " --spec ngram -o " + tmp("unused.json") + " " + flag);

@@ -269,9 +269,6 @@ class GenerateCmd : public Command {
 
 // ---- info -----------------------------------------------------------------------------
 
-namespace {
-// A Model with the preset's config and weight views that carry shapes and byte
-// counts but no data (nothing is allocated).
 std::unique_ptr<Model> shape_only(const ModelFlags& mf) {
   auto m = std::make_unique<Model>();
   m->config = preset_config(mf.preset);
@@ -323,7 +320,6 @@ std::unique_ptr<Model> shape_only(const ModelFlags& mf) {
   }
   return m;
 }
-}  // namespace
 
 class InfoCmd : public Command {
  public:
@@ -594,12 +590,11 @@ class BenchCmd : public Command {
   int run() override {
     dev_.check();
     if (bench_profile_requested(*profile_)) {
-      if (dev_.cuda()) fail(ErrorKind::Unsupported, "--device cuda: bench --profile runs on the CPU only");
       // The profile measures its own grid (its --profile-* flags); these would be silently ignored.
       for (const char* f : {"--n-prompt", "--n-gen", "--depth", "--reps", "--kv", "--kv-opt", "--fill", "--no-bandwidth", "--json"})
         if (sub_->count(f) > 0)
           fail(ErrorKind::InvalidInput, "bench --profile: {} does not apply to the cost profile (see bench --help)", f);
-      return run_bench_profile(*profile_, mf_, o_.threads);
+      return run_bench_profile(*profile_, mf_, o_.threads, dev_);
     }
     if (o_.reps < 1) fail(ErrorKind::InvalidInput, "-r/--reps must be >= 1, got {}", o_.reps);
     if (o_.n_prompt < 0) fail(ErrorKind::InvalidInput, "-p/--n-prompt must be >= 0, got {}", o_.n_prompt);

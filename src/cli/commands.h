@@ -43,7 +43,10 @@ struct BenchProfileFlags;
 std::shared_ptr<BenchProfileFlags> attach_bench_profile(CLI::App* bench);
 bool bench_profile_requested(const BenchProfileFlags& f);
 struct ModelFlags;
-int run_bench_profile(const BenchProfileFlags& f, const ModelFlags& mf, int threads);
+struct DeviceFlags;
+// dev cuda: the B = 1 profile on the GPU (cuda/profile_gpu.h); --preset / --draft-preset weights are
+// generated on the GPU there.
+int run_bench_profile(const BenchProfileFlags& f, const ModelFlags& mf, int threads, const DeviceFlags& dev);
 // Text-like token ids for prompts and contexts: the eval harness's synthetic
 // story filler, tokenized by m's tokenizer (at least min_tokens of them), or
 // deterministic random ids when m has no tokenizer.
@@ -61,6 +64,10 @@ struct ModelFlags {
   // Loads the file or builds the preset; throws Error with a hint when neither is given.
   std::unique_ptr<Model> load() const;
 };
+
+// A Model with the --preset's config and weight views that carry shapes and byte
+// counts but no data (nothing is allocated): for the GPU's generated weights.
+std::unique_ptr<Model> shape_only(const ModelFlags& mf);
 
 // JSON text with invalid UTF-8 replaced by U+FFFD (generated text may hold any bytes).
 std::string dump_json(const nlohmann::json& j, int indent = -1);

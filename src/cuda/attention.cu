@@ -18,7 +18,7 @@ namespace {
 // that last block resets it to 0 (zero between calls).
 template <typename T, int D, int G>
 __global__ void __launch_bounds__(kThreads) full_split_kernel(const float* __restrict__ q, const T* __restrict__ k,
-                                                               const T* __restrict__ v, int64_t cap,
+                                                               const T* __restrict__ v, int64_t cap, int64_t seq_stride,
                                                                const int* __restrict__ lens, int64_t chunk, int S,
                                                                int Hq, int H, float scale, float* pm, float* pl,
                                                                float* po, unsigned* done, float* out) {
@@ -37,7 +37,7 @@ __global__ void __launch_bounds__(kThreads) full_split_kernel(const float* __res
   for (int g = 0; g < G; ++g)
 #pragma unroll
     for (int e = 0; e < 8; ++e) qr[g][e] = q[(static_cast<int64_t>(b) * Hq + h * G + g) * D + sub * 8 + e] * scale;
-  const int64_t head = (static_cast<int64_t>(b) * H + h) * cap * D;
+  const int64_t head = b * seq_stride + static_cast<int64_t>(h) * cap * D;
   Online<G> st;
   st.init();
   dense_range<T, D, G>(k + head, v + head, begin, end, qr, st);
@@ -114,7 +114,8 @@ void launch_full(const DecodeShape& s, const float* q, const void* k, const void
   }
   float *pm = ws.m.as<float>(), *pl = ws.l.as<float>(), *po = ws.o.as<float>();
   const dim3 grid(S, s.n_kv_heads, s.batch);
-  full_split_kernel<T, D, G><<<grid, kThreads>>>(q, static_cast<const T*>(k), static_cast<const T*>(v), cap, lens,
+  const int64_t seq_stride = s.shared_kv ? 0 : static_cast<int64_t>(s.n_kv_heads) * cap * D;
+  full_split_kernel<T, D, G><<<grid, kThreads>>>(q, static_cast<const T*>(k), static_cast<const T*>(v), cap, seq_stride, lens,
                                                  chunk, S, s.n_heads, s.n_kv_heads,
                                                  1.0f / sqrtf(static_cast<float>(D)), pm, pl, po,
                                                  ws.done.as<unsigned>(), out);

@@ -15,6 +15,9 @@ struct DecodeShape {
   int n_heads = 0;     // query heads
   int n_kv_heads = 0;  // n_heads / n_kv_heads query heads share a K/V head
   int head_dim = 0;    // 8, 16, 32, 64 or 128
+  // Every query reads sequence 0's K/V (one sequence's multi-token step, e.g. a speculative
+  // verify pass: query b is token b and sees lens[b] keys), instead of sequence b's.
+  bool shared_kv = false;
 };
 
 // Split partials and merge scratch, grown on demand and reused across calls.
@@ -34,6 +37,7 @@ int choose_splits(int64_t len, int64_t parallel_units, int target_blocks, int64_
 // out[b][hq][:] = softmax(q[b][hq] . K[b][hq/G][0..lens[b])^T / sqrt(head_dim)) V.
 //   q:    [batch][n_heads][head_dim] f32 (device)
 //   k, v: [batch][n_kv_heads][cap][head_dim] bf16, f16 or f32 (device), rows >= lens[b] unused
+//         (s.shared_kv: [n_kv_heads][cap][head_dim], one cache for every query)
 //   lens: [batch] int32 (device), 1 <= lens[b] <= max_len <= cap
 //   out:  [batch][n_heads][head_dim] f32 (device)
 // Throws Error(Unsupported) for a head_dim or group size without a kernel.

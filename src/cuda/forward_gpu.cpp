@@ -28,6 +28,10 @@ using fwd::Elem;
 
 namespace {
 
+// Multi-token steps of at most this many tokens (speculative verify passes: 1 + draft length)
+// attend through the split-KV decode kernel; longer ones (prompts) through the prefill kernel.
+constexpr int64_t kMaxDecodeKernelTokens = 16;
+
 void check_cublas(cublasStatus_t st, const char* what) {
   if (st != CUBLAS_STATUS_SUCCESS) fail(ErrorKind::Internal, "cuBLAS {}: {}", what, cublasGetStatusString(st));
 }
@@ -67,7 +71,7 @@ struct GpuForward::Impl {
   int64_t len = 0;                  // tokens in the cache
   // Scratch, grown to the largest n: x [n][dim] f32, act [n][max(dim, q_dim, ffn)] weight type,
   // qkv [n][q_dim + 2 kv_dim] f32, gu [n][2 ffn] f32, att [q_dim] f32 (decode), logits [vocab] f32.
-  DeviceBuffer x, act, qkv, gu, att, logits, tokens, ids, lens;
+  DeviceBuffer x, act, qkv, gu, att, logits, tokens, ids, lens, qrows;
   AttentionWorkspace ws;
   // FourierAttention decode (start_fourier_random, or use_fourier after compression): one layer
   // object each (null: a layer without compressed dims, on the full cache), the step's K/V staged
@@ -278,7 +282,8 @@ struct GpuForward::Impl {
     pol.period = T;
   }
 
-  void run(const int32_t* tok, int64_t n, float* host_logits, int32_t* host_id) {
+  // host_all_ids: every token's greedy id ([n], host; a speculative verify pass), else the last token's only.
+  void run(const int32_t* tok, int64_t n, float* host_logits, int32_t* host_id, int32_t* host_all_ids = nullptr) {
     const ModelConfig& c = m.config;
     if (n <= 0) fail(ErrorKind::InvalidInput, "cuda forward: {} tokens in a step (need >= 1)", n);
     for (int64_t i = 0; i < n; ++i)
@@ -298,11 +303,16 @@ struct GpuForward::Impl {
     act.reserve(static_cast<size_t>(n * std::max({D, QD, F})) * wbytes());
     qkv.reserve(static_cast<size_t>(n * QKV) * 4);
     gu.reserve(static_cast<size_t>(n * 2 * F) * 4);
-    att.reserve(static_cast<size_t>(QD) * 4);
-    logits.reserve(static_cast<size_t>(V) * 4);
+    att.reserve(static_cast<size_t>(n * QD) * 4);
+    const int64_t out_rows = host_all_ids ? n : 1;  // rows that get logits
+    logits.reserve(static_cast<size_t>(out_rows * V) * 4);
     tokens.reserve(static_cast<size_t>(n) * 4);
-    ids.reserve(4);
-    lens.reserve(4);
+    ids.reserve(static_cast<size_t>(out_rows) * 4);
+    lens.reserve(static_cast<size_t>(n) * 4);
+    // A short multi-token step (a speculative verify pass) attends through the split-KV decode
+    // kernel, one query per token over the shared cache; longer ones through the prefill kernel.
+    const bool multi_decode = n > 1 && n <= kMaxDecodeKernelTokens && decode_kernel && fourier.empty();
+    if (multi_decode) qrows.reserve(static_cast<size_t>(n * QD) * 4);
     to_device(tokens.get(), tok, static_cast<size_t>(n) * 4);
 
     // RoPE rows for this step: the static table at row len, or this step's rows (DynamicNTK:
@@ -325,6 +335,11 @@ struct GpuForward::Impl {
     float* xf = x.as<float>();
     fwd::embed(tokens.as<int>(), n, embd.buf.get(), wt, static_cast<int>(D), xf);
     if (n == 1) fwd::set_int(lens.as<int>(), static_cast<int>(len + 1));
+    if (multi_decode) {  // token i sees the cache up to itself
+      std::vector<int> hl(static_cast<size_t>(n));
+      for (int64_t i = 0; i < n; ++i) hl[static_cast<size_t>(i)] = static_cast<int>(len + i + 1);
+      to_device(lens.get(), hl.data(), hl.size() * 4);
+    }
     for (int l = 0; l < c.n_layers; ++l) {
       const Layer& L = layers[static_cast<size_t>(l)];
       fwd::rmsnorm(xf, n, D, static_cast<int>(D), L.attn_norm.as<float>(), c.norm_eps, act.get(), wt);
@@ -344,13 +359,21 @@ struct GpuForward::Impl {
         float* out = wt == Elem::F32 ? act.as<float>() : att.as<float>();
         f.attend(qkv.as<float>(), out, ws);
         if (wt != Elem::F32) fwd::convert(out, QD, act.get(), wt);
-      } else if (n == 1 && decode_kernel) {
+      } else if ((n == 1 && decode_kernel) || multi_decode) {
         fwd::store_kv(qkv.as<float>(), n, qs, kl, vl, kt, o.max_tokens, len);
-        const DecodeShape ds{1, c.n_heads, c.n_kv_heads, c.head_dim};  // (K/V stored above)
+        DecodeShape ds{static_cast<int>(n), c.n_heads, c.n_kv_heads, c.head_dim};  // (K/V stored above)
+        ds.shared_kv = true;
+        const float* q = qkv.as<float>();
+        if (n > 1) {  // the queries of the n rows [n][QKV] as one [n][QD] block
+          check(cudaMemcpy2DAsync(qrows.get(), static_cast<size_t>(QD) * 4, q, static_cast<size_t>(QKV) * 4,
+                                  static_cast<size_t>(QD) * 4, static_cast<size_t>(n), cudaMemcpyDeviceToDevice, nullptr),
+                "cudaMemcpy2DAsync (verify queries)");
+          q = qrows.as<float>();
+        }
         float* out = wt == Elem::F32 ? act.as<float>() : att.as<float>();
-        decode_attention_full(ds, kt == Elem::F32 ? KvType::F32 : KvType::BF16, qkv.as<float>(), kl, vl,
-                              o.max_tokens, lens.as<int>(), len + 1, out, ws);
-        if (wt != Elem::F32) fwd::convert(out, QD, act.get(), wt);
+        decode_attention_full(ds, kt == Elem::F32 ? KvType::F32 : KvType::BF16, q, kl, vl, o.max_tokens,
+                              lens.as<int>(), len + n, out, ws);
+        if (wt != Elem::F32) fwd::convert(out, n * QD, act.get(), wt);
       } else {
         fwd::store_kv(qkv.as<float>(), n, qs, kl, vl, kt, o.max_tokens, len);
         fwd::prefill_attention(qkv.as<float>(), n, qs, kl, vl, kt, o.max_tokens, len, act.get(), wt);
@@ -363,6 +386,13 @@ struct GpuForward::Impl {
     }
     len += n;
     if (pol.on) commit_fourier(pos0, n);
+    if (host_all_ids) {  // final norm, logits and greedy id of every token
+      fwd::rmsnorm(xf, n, D, static_cast<int>(D), out_norm.as<float>(), c.norm_eps, act.get(), wt);
+      gemm(output(), act.get(), n, logits.as<float>(), 0.0f);
+      for (int64_t i = 0; i < n; ++i) fwd::argmax(logits.as<float>() + i * V, static_cast<int>(V), ids.as<int>() + i);
+      to_host(host_all_ids, ids.get(), static_cast<size_t>(n) * 4);
+      return;
+    }
     // Final norm and logits of the last token only.
     fwd::rmsnorm(xf + (n - 1) * D, 1, D, static_cast<int>(D), out_norm.as<float>(), c.norm_eps, act.get(), wt);
     gemm(output(), act.get(), 1, logits.as<float>(), 0.0f);
@@ -403,6 +433,11 @@ GpuForward::GpuForward(const Model& m, const GpuForwardOptions& o) : im_(std::ma
 
 GpuForward::~GpuForward() {
   if (im_ && im_->blas) cublasDestroy(im_->blas);
+}
+
+void GpuForward::run_verify(const int32_t* tokens, int64_t n, int32_t* argmax) {
+  if (!argmax) fail(ErrorKind::InvalidInput, "cuda forward: run_verify needs an output array");
+  im_->run(tokens, n, nullptr, nullptr, argmax);
 }
 
 void GpuForward::run(const int32_t* tokens, int64_t n, float* logits, int32_t* argmax) {

@@ -67,6 +67,9 @@ class GpuForward {
   // Throws Error(InvalidInput) for n <= 0, a token outside the vocabulary, or
   // when the context (max_tokens) would overflow.
   void run(const int32_t* tokens, int64_t n, float* logits, int32_t* argmax);
+  // A speculative verify pass: run() over tokens[n] with every token's greedy id in argmax[n]
+  // (host; row i predicts the token after tokens[i]). Same errors as run().
+  void run_verify(const int32_t* tokens, int64_t n, int32_t* argmax);
 
   // Tokens in the KV cache, and its capacity (GpuForwardOptions::max_tokens).
   int64_t n_tokens() const;

@@ -558,6 +558,46 @@ TEST(CudaForward, ArchitecturesMatchCpu) {
   }
 }
 
+// A verify pass (run_verify: every token's greedy id) against the CPU's argmax at each position,
+// f32 weights and KV; and against decoding the same tokens one at a time on the GPU.
+TEST(CudaForward, VerifyPassGivesEveryPositionsGreedyId) {
+  REQUIRE_GPU();
+  HARMONIA_REQUIRE_SHARED("models/stories260K/stories260K.gguf");
+  auto m = load_model(shared_path("models/stories260K/stories260K.gguf"));
+  const int V = m->config.vocab_size;
+  std::mt19937 rng(7);
+  std::vector<int32_t> toks(37);
+  for (auto& t : toks) t = static_cast<int32_t>(rng() % static_cast<uint32_t>(V));
+  Forward cpu(*m);
+  auto kv = kv::make_policy("full", kv_shape(m->config, 64), {});
+  std::vector<float> logits(toks.size() * static_cast<size_t>(V));
+  std::vector<SeqStep> steps{{toks.data(), static_cast<int64_t>(toks.size()), kv.get(), logits.data(), true}};
+  cpu.run_batch(steps);
+  cuda::GpuForwardOptions o;
+  o.f32_weights = o.f32_kv = true;
+  o.max_tokens = 64;
+  cuda::GpuForward g(*m, o);
+  // Prefix of 5 tokens, then a verify pass of 4 tokens (the split-KV decode kernel, one query per
+  // token) and one of the other 28 (longer than kMaxDecodeKernelTokens: the prefill kernel).
+  int32_t id = -1;
+  g.run(toks.data(), 5, nullptr, &id);
+  std::vector<int32_t> ids(toks.size() - 5, -1);
+  g.run_verify(toks.data() + 5, 4, ids.data());
+  g.run_verify(toks.data() + 9, static_cast<int64_t>(ids.size()) - 4, ids.data() + 4);
+  EXPECT_EQ(g.n_tokens(), static_cast<int64_t>(toks.size()));
+  for (size_t i = 0; i < ids.size(); ++i) {
+    const float* row = logits.data() + (i + 5) * static_cast<size_t>(V);
+    EXPECT_EQ(ids[i], std::max_element(row, row + V) - row) << "position " << i + 5;
+  }
+  // Rolled back and decoded one token at a time: the same ids.
+  g.reset(5);
+  for (size_t i = 0; i < ids.size(); ++i) {
+    g.run(&toks[i + 5], 1, nullptr, &id);
+    EXPECT_EQ(id, ids[i]) << "position " << i + 5;
+  }
+  EXPECT_THROW(g.run_verify(toks.data(), 1, nullptr), Error);
+}
+
 TEST(CudaForward, ContextOverflowAndBadTokensThrow) {
   REQUIRE_GPU();
   auto m = make_random_model(preset_config("tiny-llama"), {});
