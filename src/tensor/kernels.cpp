@@ -154,36 +154,6 @@ inline __m256 bcast_half(const uint8_t* p) {
   return _mm256_cvtph_ps(_mm_set1_epi16(static_cast<short>(h)));
 }
 
-// Activation block b of q, loaded once for every weight row it meets.
-struct ActBlock {
-  __m256i x;   // qs[32b, 32b + 32)
-  __m256i l;   // lsum_m128 of the block (VNNI) or unused
-  __m256 dx;   // d[b] in 8 lanes
-};
-inline ActBlock act_block(const Q8Act& q, int64_t b) {
-  ActBlock a;
-  a.x = load256(q.qs + b * kQK);
-#if defined(HARMONIA_VNNI)
-  a.l = load256(q.lsum_m128 + 8 * b);
-#else
-  a.l = _mm256_setzero_si256();
-#endif
-  a.dx = _mm256_set1_ps(q.d[b]);
-  return a;
-}
-
-// acc + d_w * d_x * (w . x) lanes for the q8_0 block at p and activation block a.
-inline __m256 q8_0_block(const uint8_t* p, const ActBlock& a, __m256 acc) {
-  const __m256i w = load256(p + 2);
-#if defined(HARMONIA_VNNI)
-  // (w + 128) is unsigned: sum (w + 128) x - 128 sum x, the last term precomputed
-  const __m256i si = _mm256_dpbusd_epi32(a.l, _mm256_xor_si256(w, _mm256_set1_epi8(static_cast<char>(0x80))), a.x);
-#else
-  const __m256i si = dot_u8s8(_mm256_sign_epi8(w, w), _mm256_sign_epi8(a.x, w));  // |w| * (x * sign(w)): pairs fit int16
-#endif
-  return _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(si), a.dx), bcast_half(p), acc);
-}
-
 template <int NV>
 void dot_q8_0(const uint8_t* row, int64_t n, const Acts& a, float* out) {
   const int64_t nb = n / kQK;
@@ -193,7 +163,24 @@ void dot_q8_0(const uint8_t* row, int64_t n, const Acts& a, float* out) {
     for (auto& ak : av) ak = _mm256_setzero_ps();
   auto block = [&](int64_t b, int k) {
     const uint8_t* p = row + b * sizeof(BlockQ8_0);
-    for (int v = 0; v < NV; ++v) acc[v][k] = q8_0_block(p, act_block(a.q[v], b), acc[v][k]);
+    const __m256 dw = bcast_half(p);
+    const __m256i w = load256(p + 2);
+#if defined(HARMONIA_VNNI)
+    // (w + 128) is unsigned: sum (w + 128) x - 128 sum x, the last term precomputed
+    const __m256i u = _mm256_xor_si256(w, _mm256_set1_epi8(static_cast<char>(0x80)));
+#else
+    const __m256i aw = _mm256_sign_epi8(w, w);  // |w| * (x * sign(w)): pairs fit int16
+#endif
+    for (int v = 0; v < NV; ++v) {
+      const __m256i x = load256(a.q[v].qs + b * kQK);
+#if defined(HARMONIA_VNNI)
+      const __m256i si = _mm256_dpbusd_epi32(load256(a.q[v].lsum_m128 + 8 * b), u, x);
+#else
+      const __m256i si = dot_u8s8(aw, _mm256_sign_epi8(x, w));
+#endif
+      const __m256 s = _mm256_mul_ps(_mm256_cvtepi32_ps(si), _mm256_set1_ps(a.q[v].d[b]));
+      acc[v][k] = _mm256_fmadd_ps(s, dw, acc[v][k]);
+    }
   };
   int64_t b = 0;
   for (; b + K <= nb; b += K) {
@@ -204,50 +191,6 @@ void dot_q8_0(const uint8_t* row, int64_t n, const Acts& a, float* out) {
   for (int v = 0; v < NV; ++v) {
     for (int k = 1; k < K; ++k) acc[v][0] = _mm256_add_ps(acc[v][0], acc[v][k]);
     out[v] = hsum(acc[v][0]);
-  }
-}
-
-// kRowGroup rows of q8_0 with one activation vector (see RowGroupKernel). Each
-// row accumulates exactly as dot_q8_0<1> does (block b into accumulator b % 4,
-// same operations), so the results are bit-identical to it. Measured on the
-// 2-core Zen 4 VM, 768-column rows: 1.3x dot_q8_0<1>'s rate from cache (36.5
-// vs 27.5 GB/s on one core); from DRAM 44-45 vs 38-40 GB/s on two cores, equal
-// on one (both at the core's streaming rate).
-void dot_q8_0_rows(const uint8_t* rows, int64_t stride, int64_t n, const Acts& a, float* out) {
-  constexpr int R = kRowGroup, K = 4;
-  const int64_t nb = n / kQK;
-  __m256 acc[R][K];
-  for (auto& ar : acc)
-    for (auto& ak : ar) ak = _mm256_setzero_ps();
-  // The group's rows are one contiguous stream (stride == row bytes in every
-  // tensor Harmonia makes), read R places at once: prefetch it linearly, 64
-  // bytes per 64 bytes consumed, far enough ahead that the last row's reads are
-  // still kPrefetchBytes behind. (Fully unrolled: with the accumulators indexed
-  // in a loop GCC kept them on the stack.)
-  constexpr int64_t kGroupBlockBytes = R * static_cast<int64_t>(sizeof(BlockQ8_0));
-  const uint8_t* pf_base = rows + kPrefetchBytes + (R - 1) * stride;
-  const uint8_t* pf = pf_base;
-  int64_t b = 0;
-  for (; b + K <= nb; b += K) {
-#pragma GCC unroll 4
-    for (int k = 0; k < K; ++k) {
-      if constexpr (kPrefetchBytes > 0)
-        for (const uint8_t* end = pf_base + (b + k + 1) * kGroupBlockBytes; pf < end; pf += 64)
-          _mm_prefetch(reinterpret_cast<const char*>(pf), _MM_HINT_T0);
-      const ActBlock x = act_block(a.q[0], b + k);
-#pragma GCC unroll 4
-      for (int r = 0; r < R; ++r)
-        acc[r][k] = q8_0_block(rows + r * stride + (b + k) * sizeof(BlockQ8_0), x, acc[r][k]);
-    }
-  }
-  for (; b < nb; ++b) {
-    const ActBlock x = act_block(a.q[0], b);
-#pragma GCC unroll 4
-    for (int r = 0; r < R; ++r) acc[r][0] = q8_0_block(rows + r * stride + b * sizeof(BlockQ8_0), x, acc[r][0]);
-  }
-  for (int r = 0; r < R; ++r) {
-    for (int k = 1; k < K; ++k) acc[r][0] = _mm256_add_ps(acc[r][0], acc[r][k]);
-    out[r] = hsum(acc[r][0]);
   }
 }
 
@@ -519,15 +462,6 @@ RowKernel row_kernel(DType t) {
     default: return nullptr;
   }
 #endif
-}
-
-RowGroupKernel row_group_kernel(DType t) {
-#if defined(HARMONIA_AVX2)
-  if (t == DType::Q8_0) return dot_q8_0_rows;
-#else
-  (void)t;
-#endif
-  return nullptr;
 }
 
 bool uses_q8_act(DType t) {

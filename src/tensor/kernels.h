@@ -54,19 +54,6 @@ using RowKernel = void (*)(const uint8_t* row, int64_t n, const Acts& a, int nv,
 
 // The kernel for weight type t; nullptr where Harmonia has none.
 RowKernel row_kernel(DType t);
-
-// Rows one RowGroupKernel call multiplies.
-constexpr int kRowGroup = 4;
-
-// out[r] = sum_i row_r[i] * x[i] for the kRowGroup rows row_r = rows + r * stride
-// and the one activation vector of `a` (nv = 1: decode), n elements. Bit-identical
-// to row_kernel(t) on each row; faster, because each activation block is loaded
-// once for all the rows and the rows stream as one prefetched sequence.
-using RowGroupKernel = void (*)(const uint8_t* rows, int64_t stride, int64_t n, const Acts& a, float* out);
-
-// The grouped kernel for weight type t; nullptr where there is none (use
-// row_kernel row by row).
-RowGroupKernel row_group_kernel(DType t);
 // True where row_kernel(t) reads Acts::q (block-quantised types), false for Acts::x.
 bool uses_q8_act(DType t);
 // "avx512vnni", "avx2" or "scalar": the instruction set the kernels were built for.

@@ -105,12 +105,11 @@ struct alignas(64) UnitRange {
 struct RowJob {
   const Tensor* W;
   RowKernel kern;
-  kernels::RowGroupKernel group;  // nullptr: none for this type
   float* Y;
 };
 
 RowJob row_job(const Tensor& W, float* Y, const char* op) {
-  return RowJob{&W, checked_kernel(W, op), kernels::row_group_kernel(W.type), Y};
+  return RowJob{&W, checked_kernel(W, op), Y};
 }
 
 // Runs every job over the same X[n, cols] in one OpenMP region: streams each W
@@ -162,11 +161,7 @@ void multiply_rows(const RowJob* jobs, int njobs, const float* X, int64_t n) {
       const int64_t rows = job.W->rows(), stride = static_cast<int64_t>(job.W->row_stride());
       const int64_t r0 = (u - first_unit[j]) * kRowAlign, r1 = std::min(rows, r0 + kRowAlign);
       const uint8_t* row = job.W->row(r0);
-      int64_t r = r0;
-      if (n == 1 && job.group)  // decode: kRowGroup rows per call, the rest one by one
-        for (; r + kernels::kRowGroup <= r1; r += kernels::kRowGroup, row += kernels::kRowGroup * stride)
-          job.group(row, stride, cols, acts[0], job.Y + r);
-      for (; r < r1; ++r, row += stride) {
+      for (int64_t r = r0; r < r1; ++r, row += stride) {
         for (int64_t c = 0; c < nchunks; ++c) {
           const int nv = static_cast<int>(std::min<int64_t>(kMaxVec, n - c * kMaxVec));
           job.kern(row, cols, acts[c], nv, out);

@@ -238,46 +238,11 @@ TEST(MatmulMulti, EqualsOneMatmulPerMatrix) {
   EXPECT_THROW(matmul_multi({{&a.t, y.data()}, {&d.t, y.data()}}, x.data(), 1), Error);  // cols differ
 }
 
-// ---- grouped row kernels (decode) ----------------------------------------------------------
-
-// A RowGroupKernel gives each of its kRowGroup rows exactly the row kernel's
-// result (same accumulation order): checked bit for bit on every column count of
-// test_cols (block counts below, at and above the kernel's 4-block step, with and
-// without a tail), on contiguous rows and on rows with padding between them.
-TEST(RowGroupKernel, BitIdenticalToRowKernel) {
-  std::mt19937 rng(11);
-  for (DType t : kAllTypes) {
-    const kernels::RowGroupKernel group = kernels::row_group_kernel(t);
-    if (!group) continue;
-    const kernels::RowKernel one = kernels::row_kernel(t);
-    for (int64_t cols : test_cols(t)) {
-      for (size_t pad : {size_t{0}, size_t{40}}) {
-        const size_t rb = row_bytes(t, cols), stride = rb + pad;
-        auto w = random_weights(rng, t, kernels::kRowGroup, cols);
-        std::vector<uint8_t> rows(stride * kernels::kRowGroup, 0xAB);
-        for (int r = 0; r < kernels::kRowGroup; ++r) std::copy_n(w.t.row(r), rb, rows.data() + r * stride);
-        const auto x = random_floats(rng, cols, 3.0f);
-        kernels::Q8ActBuffer buf;
-        buf.quantize(x.data(), 1, cols);
-        kernels::Acts a;
-        a.q[0] = buf.view(0);
-        a.x[0] = x.data();
-        float got[kernels::kRowGroup];
-        group(rows.data(), static_cast<int64_t>(stride), cols, a, got);
-        for (int r = 0; r < kernels::kRowGroup; ++r) {
-          float want;
-          one(rows.data() + r * stride, cols, a, 1, &want);
-          EXPECT_EQ(got[r], want) << dtype_name(t) << " cols=" << cols << " pad=" << pad << " row " << r;
-        }
-      }
-    }
-  }
-}
+// ---- matvec schedule ----------------------------------------------------------------------
 
 // The matvec schedule (each thread's own contiguous share, then stealing) covers
-// every row exactly once: rows left at -1 or written twice with different values
-// would show. Shapes with row counts around the 16-row unit and the 4-row group,
-// more threads than units, and the 110M model's classifier.
+// every row exactly once: a row left at -1 would show. Row counts around the
+// 16-row unit, more threads than units, and a share large enough to be stolen from.
 TEST(MatvecSchedule, EveryRowOnce) {
   std::mt19937 rng(13);
   const int saved = omp_get_max_threads();
