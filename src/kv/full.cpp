@@ -236,6 +236,7 @@ FullCache::FullCache(const Shape& s, const FullOptions& o)
 }
 
 void FullCache::reserve(int64_t tokens) {
+  tokens = std::min(tokens, s_.max_tokens);
   if (tokens <= cap_) return;
   // Grow geometrically (at least 256 tokens) up to max_tokens; re-lay each head.
   int64_t nc = std::max<int64_t>({tokens, cap_ * 2, 256});

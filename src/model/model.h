@@ -78,11 +78,16 @@ class Model {
   // Keeps mapped files and converted buffers alive for the Tensor views.
   std::vector<std::unique_ptr<MappedFile>> maps;
   std::unique_ptr<gguf::File> gguf_file;
-  std::vector<HugeVector<uint8_t>> owned;  // large ones on huge pages (common/huge_pages.h)
+  std::vector<HugeVector<uint8_t>> owned;  // on huge pages (common/huge_pages.h)
   // Copies `t` to an owned f32 buffer (norms and biases are always f32 in compute).
   Tensor to_f32(const Tensor& t);
-  // Owned buffer of n bytes, zero-filled.
+  // Owned buffer of n bytes, zero-filled, 64-byte aligned. Buffers smaller than
+  // a huge page are carved from shared arenas of kArenaBytes, so that they sit
+  // on huge pages too (alone, alloc_huge leaves them on 4 KiB pages).
   uint8_t* alloc(size_t n);
+  static constexpr size_t kArenaBytes = size_t{8} << 20;
+  uint8_t* arena = nullptr;  // the arena alloc() carves from (in `owned`)
+  size_t arena_used = 0;     // bytes of it handed out
 
   ~Model();
 };

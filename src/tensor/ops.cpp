@@ -6,6 +6,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <atomic>
 #include <mutex>
 #include <vector>
 
@@ -64,12 +65,52 @@ void thread_rows(int64_t rows, int64_t* r0, int64_t* r1) {
   *r1 = std::min(rows, *r0 + per);
 }
 
+// Units [front, back) of work not yet taken, as one atomic word (front in the
+// low 32 bits) so that the owner taking from the front and a thief taking from
+// the back never take the same unit. Own cache line: owners update theirs often.
+struct alignas(64) UnitRange {
+  std::atomic<uint64_t> fb{0};
+  static uint64_t pack(int64_t f, int64_t b) { return static_cast<uint64_t>(b) << 32 | static_cast<uint64_t>(f); }
+  void init(int64_t f, int64_t b) { fb.store(pack(f, b), std::memory_order_relaxed); }
+  int64_t left() const {
+    const uint64_t v = fb.load(std::memory_order_relaxed);
+    return static_cast<int64_t>(v >> 32) - static_cast<int64_t>(v & 0xffffffffu);
+  }
+  // The front unit, or -1 when none is left.
+  int64_t take_front() {
+    uint64_t v = fb.load(std::memory_order_relaxed);
+    for (;;) {
+      const int64_t f = static_cast<int64_t>(v & 0xffffffffu), b = static_cast<int64_t>(v >> 32);
+      if (f >= b) return -1;
+      if (fb.compare_exchange_weak(v, pack(f + 1, b), std::memory_order_relaxed)) return f;
+    }
+  }
+  // The back half (rounded up) of what is left as [*u0, *u1); false when none is left.
+  bool take_back_half(int64_t* u0, int64_t* u1) {
+    uint64_t v = fb.load(std::memory_order_relaxed);
+    for (;;) {
+      const int64_t f = static_cast<int64_t>(v & 0xffffffffu), b = static_cast<int64_t>(v >> 32);
+      if (f >= b) return false;
+      const int64_t m = b - (b - f + 1) / 2;
+      if (fb.compare_exchange_weak(v, pack(f, m), std::memory_order_relaxed)) {
+        *u0 = m;
+        *u1 = b;
+        return true;
+      }
+    }
+  }
+};
+
 // One matrix of a streaming pass: Y[v, r] = dot(W row r, X[v]), Y[n, rows].
 struct RowJob {
   const Tensor* W;
   RowKernel kern;
   float* Y;
 };
+
+RowJob row_job(const Tensor& W, float* Y, const char* op) {
+  return RowJob{&W, checked_kernel(W, op), Y};
+}
 
 // Runs every job over the same X[n, cols] in one OpenMP region: streams each W
 // once; each row meets all n vectors while it is in L1. X is quantised once
@@ -78,11 +119,9 @@ void multiply_rows(const RowJob* jobs, int njobs, const float* X, int64_t n) {
   const int64_t cols = jobs[0].W->cols();
   bool quantised = false;
   size_t bytes = 0;
-  int64_t all_rows = 0;
   for (int j = 0; j < njobs; ++j) {
     quantised = quantised || kernels::uses_q8_act(jobs[j].W->type);
     bytes += static_cast<size_t>(jobs[j].W->rows()) * jobs[j].W->row_stride();
-    all_rows += jobs[j].W->rows();
   }
   if (quantised) tl_act.quantize(X, n, cols);
   const int64_t nchunks = (n + kMaxVec - 1) / kMaxVec;
@@ -97,26 +136,30 @@ void multiply_rows(const RowJob* jobs, int njobs, const float* X, int64_t n) {
     if (quantised) a.q[v % kMaxVec] = tl_act.view(v);
     a.x[v % kMaxVec] = X + v * cols;
   }
-  // Rows go out in blocks of ~1/8 of a thread's share of all jobs' rows, first
-  // come first served: when one core gets less memory bandwidth for a while the
-  // other takes more blocks instead of waiting at the barrier (perf, llama-110m
-  // q8_0 decode on 2 cores: time in libgomp's wait 23% with one contiguous share
-  // per thread, 17%). Blocks never span two jobs.
-  const int64_t nt = std::max(1, omp_get_max_threads());
-  const int64_t block = std::max<int64_t>(kRowAlign, (all_rows / (nt * 8)) / kRowAlign * kRowAlign);
-  int64_t first_block[8 + 1] = {};  // jobs' block ranges: job j owns [first_block[j], first_block[j + 1])
-  for (int j = 0; j < njobs; ++j) first_block[j + 1] = first_block[j] + (jobs[j].W->rows() + block - 1) / block;
-  const int64_t nblocks = first_block[njobs];
-#pragma omp parallel if (go_parallel(bytes))
-  {
-    float out[kMaxVec];
-#pragma omp for schedule(dynamic, 1) nowait
-    for (int64_t b = 0; b < nblocks; ++b) {
-      int j = 0;
-      while (b >= first_block[j + 1]) ++j;
+  // Rows go out in units of kRowAlign rows (never spanning two jobs; a job's
+  // last unit may be shorter). Each thread owns a contiguous share of the units
+  // and takes them one at a time from its front, so its weight stream stays
+  // sequential and the prefetch 4 KiB ahead warms its next unit; a thread whose
+  // share is done takes half of what is left of the fullest other share, from
+  // its back. (An earlier dynamic schedule of interleaved blocks restarted a
+  // cold stream at every block: ~20 us per matvec region of llama-110m q8_0 on
+  // 2 cores. Stealing keeps what it was for: when one core gets less memory
+  // bandwidth for a while, the other does more of the work.)
+  int64_t first_unit[8 + 1] = {};  // job j owns units [first_unit[j], first_unit[j + 1])
+  for (int j = 0; j < njobs; ++j)
+    first_unit[j + 1] = first_unit[j] + (jobs[j].W->rows() + kRowAlign - 1) / kRowAlign;
+  const int64_t nunits = first_unit[njobs];
+  const bool parallel = go_parallel(bytes);
+  const int nt = parallel ? std::max(1, omp_get_max_threads()) : 1;
+  std::vector<UnitRange> shares(static_cast<size_t>(nt));
+  for (int t = 0; t < nt; ++t) shares[t].init(nunits * t / nt, nunits * (t + 1) / nt);
+  auto run_units = [&](int64_t u0, int64_t u1, float* out) {
+    int j = 0;
+    for (int64_t u = u0; u < u1; ++u) {
+      while (u >= first_unit[j + 1]) ++j;
       const RowJob& job = jobs[j];
       const int64_t rows = job.W->rows(), stride = static_cast<int64_t>(job.W->row_stride());
-      const int64_t r0 = (b - first_block[j]) * block, r1 = std::min(rows, r0 + block);
+      const int64_t r0 = (u - first_unit[j]) * kRowAlign, r1 = std::min(rows, r0 + kRowAlign);
       const uint8_t* row = job.W->row(r0);
       for (int64_t r = r0; r < r1; ++r, row += stride) {
         for (int64_t c = 0; c < nchunks; ++c) {
@@ -125,6 +168,22 @@ void multiply_rows(const RowJob* jobs, int njobs, const float* X, int64_t n) {
           for (int v = 0; v < nv; ++v) job.Y[(c * kMaxVec + v) * rows + r] = out[v];
         }
       }
+    }
+  };
+#pragma omp parallel num_threads(nt) if (parallel)
+  {
+    float out[kMaxVec];
+    const int t = omp_get_thread_num();
+    int64_t u;
+    while ((u = shares[t].take_front()) >= 0) run_units(u, u + 1, out);
+    for (;;) {  // steal
+      int victim = -1;
+      int64_t most = 0;
+      for (int o = 0; o < nt; ++o)
+        if (const int64_t left = shares[o].left(); left > most) most = left, victim = o;
+      if (victim < 0) break;
+      int64_t s0, s1;
+      if (shares[victim].take_back_half(&s0, &s1)) run_units(s0, s1, out);
     }
   }
 }
@@ -168,17 +227,14 @@ float dot_row(DType t, const void* row, const float* x, int64_t n) {
 }
 
 void matvec(const Tensor& W, const float* x, float* y) {
-  const RowJob job{&W, checked_kernel(W, "matvec"), y};
+  const RowJob job = row_job(W, y, "matvec");
   multiply_rows(&job, 1, x, 1);
 }
 
 void matmul(const Tensor& W, const float* X, int64_t n, float* Y) {
   if (n <= 0) return;
-  const RowKernel kern = checked_kernel(W, "matmul");
-  if (n <= kMatmulStreamMaxN) {
-    const RowJob job{&W, kern, Y};
-    return multiply_rows(&job, 1, X, n);
-  }
+  const RowJob job = row_job(W, Y, "matmul");
+  if (n <= kMatmulStreamMaxN) return multiply_rows(&job, 1, X, n);
 
   const int64_t rows = W.rows(), cols = W.cols();
   set_blas_single_threaded();
@@ -219,7 +275,7 @@ void matmul_multi(std::initializer_list<MatmulJob> jobs, const float* X, int64_t
   }
   RowJob rj[8];
   int k = 0;
-  for (const MatmulJob& j : jobs) rj[k++] = RowJob{j.W, checked_kernel(*j.W, "matmul"), j.Y};
+  for (const MatmulJob& j : jobs) rj[k++] = row_job(*j.W, j.Y, "matmul");
   multiply_rows(rj, k, X, n);
 }
 

@@ -238,6 +238,35 @@ TEST(MatmulMulti, EqualsOneMatmulPerMatrix) {
   EXPECT_THROW(matmul_multi({{&a.t, y.data()}, {&d.t, y.data()}}, x.data(), 1), Error);  // cols differ
 }
 
+// ---- matvec schedule ----------------------------------------------------------------------
+
+// The matvec schedule (each thread's own contiguous share, then stealing) covers
+// every row exactly once: a row left at -1 would show. Row counts around the
+// 16-row unit, more threads than units, and a share large enough to be stolen from.
+TEST(MatvecSchedule, EveryRowOnce) {
+  std::mt19937 rng(13);
+  const int saved = omp_get_max_threads();
+  const std::pair<int64_t, int64_t> shapes[] = {{1, 64}, {3, 64}, {5, 2048}, {15, 2048}, {16, 2048}, {17, 2048},
+                                                {33, 2048}, {95, 768}, {4001, 768}};
+  for (DType t : {DType::Q8_0, DType::F32}) {
+    for (auto [rows, cols] : shapes) {
+      auto w = random_weights(rng, t, rows, cols);
+      const auto x = random_floats(rng, cols);
+      std::vector<float> want(static_cast<size_t>(rows));
+      for (int64_t r = 0; r < rows; ++r) want[r] = dot_row(t, w.t.row(r), x.data(), cols);
+      for (int threads : {1, 2, 3, 5}) {
+        omp_set_num_threads(threads);
+        for (int rep = 0; rep < 3; ++rep) {
+          std::vector<float> y(static_cast<size_t>(rows), -1.0f);
+          matvec(w.t, x.data(), y.data());
+          ASSERT_EQ(y, want) << dtype_name(t) << " " << rows << "x" << cols << " threads=" << threads;
+        }
+      }
+    }
+  }
+  omp_set_num_threads(saved);
+}
+
 // ---- 8-bit activations ------------------------------------------------------------------
 
 TEST(Q8Act, RoundsWithinHalfScale) {
