@@ -7,7 +7,9 @@
 #include <chrono>
 #include <random>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
+#include <string>
 
 #include "common/error.h"
 #include "common/fp16.h"
@@ -74,10 +76,20 @@ struct GpuForward::Impl {
   DeviceBuffer x, act, qkv, gu, att, logits, tokens, ids, lens, qrows;
   AttentionWorkspace ws;
   // FourierAttention decode (start_fourier_random, or use_fourier after compression): one layer
-  // object each (null: a layer without compressed dims, on the full cache), the step's K/V staged
-  // as fourier_xt [n_kv_heads][head_dim], and the last position it has room for.
+  // object each (null: a layer without compressed dims, on the full cache), its exact K/V type, and
+  // the last position it has room for.
   std::vector<std::unique_ptr<FourierLayer>> fourier;
-  DeviceBuffer k_stage, v_stage;
+  // A layer's FourierLayer::evict() (the oldest local token to the middle) needs only the previous
+  // step's state: it runs on `side` while the default stream does the layer's norm and QKV projection,
+  // after ev_go[l] (recorded at the layer's start: the previous attend is done) and before the new
+  // token's store, which waits for ev_done[l]. Made with the first decode step on FourierLayers.
+  // HARMONIA_GPU_SERIAL_EVICT=1 (benchmarks): evict() on the default stream, no overlap.
+  const bool serial_evict = [] {
+    const char* e = std::getenv("HARMONIA_GPU_SERIAL_EVICT");
+    return e && std::string(e) == "1";
+  }();
+  cudaStream_t side = nullptr;
+  std::vector<cudaEvent_t> ev_go, ev_done;  // [n_layers]
   Elem fourier_xt = Elem::BF16;
   int64_t fourier_end = 0;
   // use_fourier: kv::FourierCache's decisions (commit(), planned_period()) for the real cache.
@@ -96,6 +108,20 @@ struct GpuForward::Impl {
   int64_t rope_rows = 0;  // positions the static RoPE table covers
 
   Impl(const Model& model, const GpuForwardOptions& opts) : m(model), o(opts), rope(model.config.rope) {}
+  ~Impl() {
+    for (cudaEvent_t e : ev_go) cudaEventDestroy(e);
+    for (cudaEvent_t e : ev_done) cudaEventDestroy(e);
+    if (side) cudaStreamDestroy(side);
+  }
+
+  void make_side_stream() {
+    if (side) return;
+    check(cudaStreamCreateWithFlags(&side, cudaStreamNonBlocking), "cudaStreamCreateWithFlags");
+    for (auto* v : {&ev_go, &ev_done}) {
+      v->resize(static_cast<size_t>(m.config.n_layers));
+      for (cudaEvent_t& e : *v) check(cudaEventCreateWithFlags(&e, cudaEventDisableTiming), "cudaEventCreateWithFlags");
+    }
+  }
 
   size_t wbytes() const { return static_cast<size_t>(fwd::elem_bytes(wt)); }
 
@@ -276,8 +302,6 @@ struct GpuForward::Impl {
       fourier.push_back(std::move(fl));
     }
     fourier_xt = kt;
-    k_stage.reserve(static_cast<size_t>(c.kv_dim()) * fwd::elem_bytes(kt));
-    v_stage.reserve(static_cast<size_t>(c.kv_dim()) * fwd::elem_bytes(kt));
     fourier_end = o.max_tokens;
     pol.period = T;
   }
@@ -332,6 +356,7 @@ struct GpuForward::Impl {
       row0 = 0;
     }
 
+    if (!fourier.empty()) make_side_stream();
     float* xf = x.as<float>();
     fwd::embed(tokens.as<int>(), n, embd.buf.get(), wt, static_cast<int>(D), xf);
     if (n == 1) fwd::set_int(lens.as<int>(), static_cast<int>(len + 1));
@@ -342,20 +367,28 @@ struct GpuForward::Impl {
     }
     for (int l = 0; l < c.n_layers; ++l) {
       const Layer& L = layers[static_cast<size_t>(l)];
+      FourierLayer* fl = fourier.empty() ? nullptr : fourier[static_cast<size_t>(l)].get();
+      int64_t slot = 0;  // fl: the window ring row the new token goes to
+      if (fl && serial_evict) {
+        slot = fl->evict();
+      } else if (fl) {
+        const size_t li = static_cast<size_t>(l);
+        check(cudaEventRecord(ev_go[li], 0), "cudaEventRecord");
+        check(cudaStreamWaitEvent(side, ev_go[li], 0), "cudaStreamWaitEvent");
+        slot = fl->evict(side);
+        check(cudaEventRecord(ev_done[li], side), "cudaEventRecord");
+      }
       fwd::rmsnorm(xf, n, D, static_cast<int>(D), L.attn_norm.as<float>(), c.norm_eps, act.get(), wt);
       gemm(L.qkv, act.get(), n, qkv.as<float>(), 0.0f);
       fwd::qkv_post(qkv.as<float>(), n, qs, c.qkv_bias ? L.bias.as<float>() : nullptr,
                     c.qk_norm ? L.q_norm.as<float>() : nullptr, c.qk_norm ? L.k_norm.as<float>() : nullptr,
                     c.norm_eps, cs, sn, row0, c.rope.n_rot, c.rope.style == RopeConfig::Style::Interleaved);
       void *kl = kv_layer(kc, l), *vl = kv_layer(vc, l);
-      FourierLayer* fl = fourier.empty() ? nullptr : fourier[static_cast<size_t>(l)].get();
-      if (fl) {  // FourierAttention decode: the token joins the local window, then attention
+      if (fl) {  // FourierAttention decode: the token joins the local window (in the ring row the
+                 // oldest one left for the middle, above), then attention
         FourierLayer& f = *fl;
-        fwd::store_kv(qkv.as<float>(), 1, qs, k_stage.get(), v_stage.get(), fourier_xt, 1, 0);
-        if (fourier_xt == Elem::F32)
-          f.append(k_stage.as<float>(), v_stage.as<float>());
-        else
-          f.append(k_stage.as<uint16_t>(), v_stage.as<uint16_t>());
+        if (!serial_evict) check(cudaStreamWaitEvent(0, ev_done[static_cast<size_t>(l)], 0), "cudaStreamWaitEvent");
+        fwd::store_kv(qkv.as<float>(), 1, qs, f.exact_k(), f.exact_v(), fourier_xt, f.exact_rows(), slot);
         float* out = wt == Elem::F32 ? act.as<float>() : att.as<float>();
         f.attend(qkv.as<float>(), out, ws);
         if (wt != Elem::F32) fwd::convert(out, QD, act.get(), wt);
@@ -545,8 +578,6 @@ void GpuForward::start_fourier_random(const GpuFourierOptions& f, int64_t len, i
     im.fourier.push_back(std::make_unique<FourierLayer>(cfg, heads));
     im.fourier.back()->fill_random(mid, seed + static_cast<uint64_t>(l));
   }
-  im.k_stage.reserve(static_cast<size_t>(c.kv_dim()) * 2);
-  im.v_stage.reserve(static_cast<size_t>(c.kv_dim()) * 2);
   im.fourier_xt = Elem::BF16;
   if (!im.dynamic_rope) im.upload_rope_table(len + max_new);
   im.len = len;

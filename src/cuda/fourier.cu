@@ -47,20 +47,19 @@ __device__ __forceinline__ void coef_set(bf16* c, float* dc, int r, int j, int c
   else if (r != N)
     c[static_cast<int64_t>(r) * cols + j] = __float2bfloat16_rn(v * kappa);
 }
-// Spec §3.4 rank-1 step for one element: value += x * basis (basis = cos or sin of w_n p).
-__device__ __forceinline__ void coef_add(float* c, float* dc, int r, int j, int cols, int N, float kappa, float x,
-                                         float basis) {
-  float& e = c[static_cast<int64_t>(r) * cols + j];
-  e += x * basis;
+// Spec §3.4 rank-1 step for one element whose stored form `old` was read by coef_get(..., kappa = 1)
+// (f32: the value; bf16: dc[j] at row 0, else the stored bf16 as float): value += x * basis (basis =
+// cos or sin of w_n p). Row N of bf16 storage (S_0) stays unused.
+__device__ __forceinline__ void coef_put(float* c, float* dc, int r, int j, int cols, int N, float kappa, float old,
+                                         float x, float basis) {
+  c[static_cast<int64_t>(r) * cols + j] = old + x * basis;
 }
-__device__ __forceinline__ void coef_add(bf16* c, float* dc, int r, int j, int cols, int N, float kappa, float x,
-                                         float basis) {
-  if (r == 0) {
-    dc[j] += x;
-  } else if (r != N) {
-    bf16& e = c[static_cast<int64_t>(r) * cols + j];
-    e = __float2bfloat16_rn(__bfloat162float(e) + x * (basis * kappa));
-  }
+__device__ __forceinline__ void coef_put(bf16* c, float* dc, int r, int j, int cols, int N, float kappa, float old,
+                                         float x, float basis) {
+  if (r == 0)
+    dc[j] = old + x;
+  else if (r != N)
+    c[static_cast<int64_t>(r) * cols + j] = __float2bfloat16_rn(old + x * (basis * kappa));
 }
 
 // Device views of one layer (by value into kernels). XT: the exact K/V element type (bf16, or f32 with
@@ -1248,44 +1247,61 @@ __global__ void __launch_bounds__(kThreads) fourier_vmap_kernel(LayerView<CT> L,
 }
 
 // ---- Decode-time update (spec §3.4) -------------------------------------------------------
-// grid (H, B): the exact dims of the oldest local token (ring slot `slot`) append to the middle.
+// One launch per decode step, grid (ceil(M / kUpdRows), H, B), kThreads: the oldest local token (ring
+// slot `slot`) leaves the window. Every block adds its compressed dims to coefficient rows
+// [r0, r0 + kUpdRows) of (sequence b, KV head h) at middle index pos (rank-1 step); the blocks x == 0
+// also append its exact dims to the middle. A thread issues the loads of all its coefficient elements
+// before any store (each element is one independent round trip; the old loop, 32 rows per block with
+// load-add-store chains the compiler could not reorder, measured 33 us at Llama-3.1-8B shape).
+constexpr int kUpdRows = 4;
+constexpr int kUpdPer = kUpdRows * 128 / kThreads;  // elements per thread and side (<= 128 columns per head)
 template <typename CT, typename XT>
-__global__ void evict_exact_kernel(LayerView<CT, XT> L, int64_t slot, int64_t mid_len) {
-  const int h = blockIdx.x, b = blockIdx.y;
-  const int64_t row = ((static_cast<int64_t>(b) * L.H + h) * L.E + slot) * L.D;
-  const int kn0 = L.kn_off[h], nkn = L.kn_off[h + 1] - kn0;
-  const int vn0 = L.vn_off[h], nvn = L.vn_off[h + 1] - vn0;
-  XT* mk = L.midk + static_cast<int64_t>(b) * L.mid_cap * L.nkn_tot + L.mid_cap * kn0 + mid_len * nkn;
-  XT* mv = L.midv + static_cast<int64_t>(b) * L.mid_cap * L.nvn_tot + L.mid_cap * vn0 + mid_len * nvn;
-  for (int j = threadIdx.x; j < nkn; j += blockDim.x) mk[j] = L.kex[row + L.kn_idx[kn0 + j]];
-  for (int j = threadIdx.x; j < nvn; j += blockDim.x) mv[j] = L.vex[row + L.vn_idx[vn0 + j]];
-}
-
-// grid (ceil(M/32), H, B): the compressed dims' rank-1 update at middle index pos.
-template <typename CT, typename XT>
-__global__ void __launch_bounds__(kThreads) rank1_kernel(LayerView<CT, XT> L, int64_t slot, int64_t pos) {
-  __shared__ float basis[32];
-  const int h = blockIdx.y, b = blockIdx.z, r0 = blockIdx.x * 32;
-  if (threadIdx.x < 32 && r0 + threadIdx.x < L.M) {
-    const int r = r0 + threadIdx.x, n = r % L.N;
+__global__ void __launch_bounds__(kThreads) update_kernel(LayerView<CT, XT> L, int64_t slot, int64_t pos) {
+  __shared__ float basis[kUpdRows];
+  __shared__ float xs[2][128];  // the evicted token's compressed K / V dims
+  const int h = blockIdx.y, b = blockIdx.z, r0 = blockIdx.x * kUpdRows, tid = threadIdx.x;
+  if (tid < kUpdRows && r0 + tid < L.M) {
+    const int r = r0 + tid, n = r % L.N;
     // As kv::FourierCache: float(cos/sin(2 pi ((n p) mod T) / T)) in double.
     const int64_t rr = (static_cast<int64_t>(n) * pos) % L.T;
     const double a = kTwoPi * static_cast<double>(rr) / static_cast<double>(L.T);
-    basis[threadIdx.x] = static_cast<float>(r < L.N ? cos(a) : sin(a));
+    basis[tid] = static_cast<float>(r < L.N ? cos(a) : sin(a));
+  }
+  const int64_t row = ((static_cast<int64_t>(b) * L.H + h) * L.E + slot) * L.D;
+  const int kc0 = L.kc_off[h], nkc = L.kc_off[h + 1] - kc0;
+  const int vc0 = L.vc_off[h], nvc = L.vc_off[h + 1] - vc0;
+  for (int j = tid; j < nkc; j += kThreads) xs[0][j] = to_float(L.kex[row + L.kc_idx[kc0 + j]]);
+  for (int j = tid; j < nvc; j += kThreads) xs[1][j] = to_float(L.vex[row + L.vc_idx[vc0 + j]]);
+  if (blockIdx.x == 0) {  // exact dims to the middle
+    const int kn0 = L.kn_off[h], nkn = L.kn_off[h + 1] - kn0;
+    const int vn0 = L.vn_off[h], nvn = L.vn_off[h + 1] - vn0;
+    XT* mk = L.midk + static_cast<int64_t>(b) * L.mid_cap * L.nkn_tot + L.mid_cap * kn0 + pos * nkn;
+    XT* mv = L.midv + static_cast<int64_t>(b) * L.mid_cap * L.nvn_tot + L.mid_cap * vn0 + pos * nvn;
+    for (int j = tid; j < nkn; j += kThreads) mk[j] = L.kex[row + L.kn_idx[kn0 + j]];
+    for (int j = tid; j < nvn; j += kThreads) mv[j] = L.vex[row + L.vn_idx[vn0 + j]];
   }
   __syncthreads();
-  const int64_t row = ((static_cast<int64_t>(b) * L.H + h) * L.E + slot) * L.D;
+  float old[2][kUpdPer];
+#pragma unroll
   for (int side = 0; side < 2; ++side) {
-    const int* off = side ? L.vc_off : L.kc_off;
-    const int* idx = side ? L.vc_idx : L.kc_idx;
-    const int c0 = off[h], cols = off[h + 1] - c0, tot = side ? L.nvc_tot : L.nkc_tot;
+    const int cols = side ? nvc : nkc, tot = side ? L.nvc_tot : L.nkc_tot, c0 = side ? vc0 : kc0;
+    const CT* C = (side ? L.cv : L.ck) + static_cast<int64_t>(b) * L.M * tot + static_cast<int64_t>(L.M) * c0;
+    const float* dc = (side ? L.dcv : L.dck) + static_cast<int64_t>(b) * tot + c0;
+#pragma unroll
+    for (int k = 0; k < kUpdPer; ++k) {
+      const int i = tid + k * kThreads, rl = cols ? i / cols : 0, j = cols ? i - rl * cols : 0, r = r0 + rl;
+      old[side][k] = cols && rl < kUpdRows && r < L.M ? coef_get(C, dc, r, j, cols, L.N, 1.0f) : 0.0f;
+    }
+  }
+#pragma unroll
+  for (int side = 0; side < 2; ++side) {
+    const int cols = side ? nvc : nkc, tot = side ? L.nvc_tot : L.nkc_tot, c0 = side ? vc0 : kc0;
     CT* C = (side ? L.cv : L.ck) + static_cast<int64_t>(b) * L.M * tot + static_cast<int64_t>(L.M) * c0;
     float* dc = (side ? L.dcv : L.dck) + static_cast<int64_t>(b) * tot + c0;
-    const XT* src = (side ? L.vex : L.kex) + row;
-    for (int i = threadIdx.x; i < 32 * cols; i += kThreads) {
-      const int rl = i / cols, j = i % cols, r = r0 + rl;
-      if (r >= L.M) continue;
-      coef_add(C, dc, r, j, cols, L.N, L.kappa, to_float(src[idx[c0 + j]]), basis[rl]);
+#pragma unroll
+    for (int k = 0; k < kUpdPer; ++k) {
+      const int i = tid + k * kThreads, rl = cols ? i / cols : 0, j = cols ? i - rl * cols : 0, r = r0 + rl;
+      if (cols && rl < kUpdRows && r < L.M) coef_put(C, dc, r, j, cols, L.N, L.kappa, old[side][k], xs[side][j], basis[rl]);
     }
   }
 }
@@ -1498,6 +1514,8 @@ struct FourierLayer::Impl {
   template <typename CT, typename XT>
   void prefill_t(const XT* k, const XT* v, int64_t P);
   template <typename CT, typename XT>
+  int64_t evict_t(void* stream = nullptr);
+  template <typename CT, typename XT>
   void append_t(const XT* k, const XT* v);
   template <typename XT>
   void check_exact_type(const char* what) const {
@@ -1697,7 +1715,7 @@ void FourierLayer::prefill(const float* k, const float* v, int64_t P) {
 }
 
 template <typename CT, typename XT>
-void FourierLayer::Impl::append_t(const XT* k, const XT* v) {
+int64_t FourierLayer::Impl::evict_t(void* stream) {
   if (!compressed) fail_unsupported("cuda fourier append: the layer has not been prefilled");
   if (mid_len >= cfg.period)
     fail_unsupported("cuda fourier append: middle index " + std::to_string(mid_len) + " reached the period T = " +
@@ -1706,15 +1724,29 @@ void FourierLayer::Impl::append_t(const XT* k, const XT* v) {
     fail_unsupported("cuda fourier append: middle capacity " + std::to_string(cfg.mid_capacity) + " reached");
   const LayerView<CT, XT> L = view<CT, XT>();
   const int64_t slot = cfg.sink + lstart;
-  evict_exact_kernel<CT, XT><<<dim3(H, B), 128>>>(L, slot, mid_len);
-  check_launch("fourier append: evict exact dims");
-  rank1_kernel<CT, XT><<<dim3((M + 31) / 32, H, B), kThreads>>>(L, slot, mid_len);
-  check_launch("fourier append: rank-1 update");
-  push_kernel<XT><<<dim3(H, B), 128>>>(kex.as<XT>(), vex.as<XT>(), k, v, H, E, D, slot);
-  check_launch("fourier append: push");
+  update_kernel<CT, XT><<<dim3((M + kUpdRows - 1) / kUpdRows, H, B), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(
+      L, slot, mid_len);
+  check_launch("fourier append: evict and rank-1 update");
   ++mid_len;
   lstart = (lstart + 1) % cfg.window;
+  return slot;
 }
+
+template <typename CT, typename XT>
+void FourierLayer::Impl::append_t(const XT* k, const XT* v) {
+  const int64_t slot = evict_t<CT, XT>();
+  push_kernel<XT><<<dim3(H, B), 128>>>(kex.as<XT>(), vex.as<XT>(), k, v, H, E, D, slot);
+  check_launch("fourier append: push");
+}
+
+int64_t FourierLayer::evict(void* stream) {
+  if (im_->cfg.exact_f32)
+    return im_->cfg.coeff_bf16 ? im_->evict_t<bf16, float>(stream) : im_->evict_t<float, float>(stream);
+  return im_->cfg.coeff_bf16 ? im_->evict_t<bf16, bf16>(stream) : im_->evict_t<float, bf16>(stream);
+}
+void* FourierLayer::exact_k() const { return im_->kex.get(); }
+void* FourierLayer::exact_v() const { return im_->vex.get(); }
+int64_t FourierLayer::exact_rows() const { return im_->E; }
 
 void FourierLayer::append(const uint16_t* k, const uint16_t* v) {
   im_->check_exact_type<bf16>("append");

@@ -20,17 +20,19 @@ using detail::rescale;
 namespace {
 
 constexpr int kFsThreads = 256, kFsWarps = kFsThreads / 32;
-// Params::flags (HARMONIA_FOURSTEP_FLAGS, benchmarks; default 0 = staged rows, two waves): with kLegacy
+// Params::flags (HARMONIA_FOURSTEP_FLAGS, benchmarks; default 0 = staged rows, one wave): with kLegacy
 // (per-row global loads, the path before the staging) batched exact-K loads, batched exact-V loads,
-// L2 prefetch of the next residue group's rows, L2 prefetch of this group's V rows at its start
+// L2 prefetch of the next residue group's rows (kPrefetch: also on the staged path), L2 prefetch of this
+// group's V rows at its start
 // (546 = kLegacy | kBatchV | kPrefetchV: the previous default); any path: a grid of one / four waves
-// instead of two.
+// instead of two (kOneWave is the default now; kTwoWaves: the default before fe2e).
 // kSkip*: ablations for timing only (wrong results): no exact-K loads, no exact-V loop, no FFTs.
-constexpr int kBatchK = 1, kBatchV = 2, kPrefetch = 4, kOneWave = 8, kFourWaves = 16, kPrefetchV = 32;
+constexpr int kBatchK = 1, kBatchV = 2, kPrefetch = 4, kFourWaves = 16, kPrefetchV = 32;  // (8: one wave, the default now)
 constexpr int kSkipK = 64, kSkipV = 128, kSkipFft = 256;
 // kLegacy: the per-row global loads above (flags 1 / 2 / 4 / 32 pick their variants) instead of the
 // default staging of each residue group's exact K / V rows into shared memory (stage_rows).
 constexpr int kLegacy = 512;
+constexpr int kTwoWaves = 1024;
 
 __device__ __forceinline__ float2 cmul(float2 a, float2 b) {
   return make_float2(fmaf(a.x, b.x, -a.y * b.y), fmaf(a.x, b.y, a.y * b.x));
@@ -317,7 +319,7 @@ __global__ void __launch_bounds__(kFsThreads, 2) fourstep_kernel(Params p) {
     const int j = i / G, g = i % G;
     qk[i] = j < nkn ? p.q[(bhq + g) * D + p.kn_idx[kn0 + j]] : 0.0f;
   }
-  if ((p.flags & kLegacy) && (p.flags & kPrefetch)) {
+  if (p.flags & kPrefetch) {  // (staged path too: the pieces after the first then hit L2)
     prefetch_rows(mk, nkn, ms * p.iters * RB, RB, P, Q, p.mid_len);
     prefetch_rows(mv, nvn, ms * p.iters * RB, RB, P, Q, p.mid_len);
   }
@@ -358,7 +360,7 @@ __global__ void __launch_bounds__(kFsThreads, 2) fourstep_kernel(Params p) {
     const int b0 = (ms * p.iters + it) * RB;
     if (b0 >= P) break;  // uniform
     if ((p.flags & kLegacy) && (p.flags & kPrefetchV)) prefetch_rows(mv, nvn, b0, RB, P, Q, p.mid_len);  // read after the FFTs
-    if ((p.flags & kLegacy) && (p.flags & kPrefetch) && it + 1 < p.iters) {
+    if ((p.flags & kPrefetch) && it + 1 < p.iters) {  // the next group's K and V rows into L2
       prefetch_rows(mk, nkn, b0 + RB, RB, P, Q, p.mid_len);
       prefetch_rows(mv, nvn, b0 + RB, RB, P, Q, p.mid_len);
     }
@@ -679,8 +681,10 @@ void plan(Params& p, int B, int target_blocks) {
   const int64_t units = static_cast<int64_t>(B) * p.H;
   if (target_blocks <= 0) {
     // NOTE: two resident blocks per multiprocessor (256 threads, <= 128 registers, < 100 KB of shared
-    // memory); two waves of them (flags kOneWave: one, kFourWaves: four).
-    target_blocks = (flags & kOneWave ? 2 : flags & kFourWaves ? 8 : 4) * sm_count();
+    // memory); one wave of them (flags kTwoWaves: two, kFourWaves: four). One wave measured 4 % faster
+    // per call than two at Llama-3.1-8B shape, 128k b1 (fewer partials for the merge, the per-block
+    // tables and pipeline start amortised over more residue groups; docs/perf/gpu.md, fe2e).
+    target_blocks = (flags & kTwoWaves ? 4 : flags & kFourWaves ? 8 : 2) * sm_count();
   }
   const int64_t chunks = std::clamp<int64_t>((target_blocks + units - 1) / units, 1, std::min<int64_t>(groups, 1024));
   p.iters = static_cast<int>((groups + chunks - 1) / chunks);

@@ -43,7 +43,7 @@ struct Params {
 // group 1/2/4/8.
 bool supported(int N, int D, int G, int64_t T);
 // Sets p.iters and p.S_mid for B sequences (p.P, p.H, p.Hq, p.Q, p.N, p.D set); target_blocks as
-// FourierLayer::attend's (0: about two waves of resident blocks).
+// FourierLayer::attend's (0: one wave of resident blocks).
 void plan(Params& p, int B, int target_blocks);
 // Launches the middle blocks (grid S_mid x H x B) on the default stream.
 void launch(const Params& p, int B);

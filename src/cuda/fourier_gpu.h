@@ -122,6 +122,17 @@ class FourierLayer {
   // at its middle index). k, v: device bf16 [batch][n_kv_heads][head_dim].
   void append(const uint16_t* k, const uint16_t* v);
   void append(const float* k, const float* v);
+  // append() in two steps, for a caller that writes the new token's K/V itself (the forward pass's
+  // store_kv, straight into the window ring: no staging copy). evict(): the oldest local token moves to
+  // the middle (exact dims appended, rank-1 coefficient update; one launch); returns the ring row it
+  // vacated. The caller then writes the new token's K/V at that row of exact_k() / exact_v() (device,
+  // [batch][n_kv_heads][exact_rows()][head_dim] of the exact type) before the next attend().
+  // stream: the cudaStream_t to launch on (null: the default stream); the caller orders it after the
+  // last attend() and before its write of the new token (events). Throws as append().
+  int64_t evict(void* stream = nullptr);
+  void* exact_k() const;
+  void* exact_v() const;
+  int64_t exact_rows() const;
   // Decode attention for one query per sequence over [sinks | middle | local].
   // q: device f32 [batch][n_heads][head_dim]; out: device f32, same shape.
   // target_blocks: blocks of the split kernel resident at once (0: one wave from occupancy).
