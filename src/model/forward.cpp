@@ -105,7 +105,7 @@ void ReferenceForward::step(int32_t token, float* logits) {
     rmsnorm(xb.data(), x.data(), f32(w.ffn_norm), D, c.norm_eps);
     matvec_ref(w.w_gate, xb.data(), h1.data());
     matvec_ref(w.w_up, xb.data(), h2.data());
-    for (int i = 0; i < F; ++i) h1[i] = h1[i] / (1.0f + std::exp(-h1[i])) * h2[i];
+    swiglu_ref(h1.data(), h2.data(), F);
     matvec_ref(w.w_down, h1.data(), f.data());
     for (int i = 0; i < D; ++i) x[i] += f[i];
   }
@@ -189,8 +189,8 @@ void Forward::run_batch(const std::vector<SeqStep>& batch) {
     for (int64_t i = 0; i < n * D; ++i) x[i] += xb[i];
     for (int64_t i = 0; i < n; ++i) rmsnorm(xb + i * D, x + i * D, f32(w.ffn_norm), D, c.norm_eps);
     matmul_multi({{&w.w_gate, h1}, {&w.w_up, h2}}, xb, n);
-#pragma omp parallel for schedule(static) if (n * F > 4096)
-    for (int64_t i = 0; i < n * F; ++i) h1[i] = h1[i] / (1.0f + std::exp(-h1[i])) * h2[i];
+#pragma omp parallel for schedule(static) if (n > 1)
+    for (int64_t i = 0; i < n; ++i) swiglu(h1 + i * F, h2 + i * F, F);
     matmul(w.w_down, h1, n, xb);
     for (int64_t i = 0; i < n * D; ++i) x[i] += xb[i];
   }
