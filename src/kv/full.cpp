@@ -19,6 +19,10 @@ namespace harmonia::kv {
 
 namespace {
 
+// Multiply-adds of q.k (one pass; the values pass doubles it) under which
+// causal_attention stays on the calling thread.
+constexpr int64_t kAttnParallelMin = int64_t{1} << 16;
+
 // Query i of kv head kvh (queries of the GQA group share each key row):
 // probabilities left in scores [group][n_see], output written. Key t is at
 // physical row t (t < split) or t + skip: two contiguous runs (kv/attn_kernels.h).
@@ -50,7 +54,10 @@ inline void attend_query(const Shape& s, int kvh, int64_t i, int64_t n_q, const 
 void causal_attention(const Shape& s, int64_t n_q, const float* q, const float* k, const float* v,
                       int64_t n_keys, int64_t head_stride, float* out) {
   const int64_t jobs = static_cast<int64_t>(s.n_kv_heads) * n_q;
-#pragma omp parallel
+  // Short contexts run on the calling thread: below ~64K multiply-adds (e.g. one
+  // decode query of 12 heads x 64 dims over < 85 keys) the team's fork/join costs
+  // more than splitting the heads saves.
+#pragma omp parallel if (jobs * n_keys * s.head_dim > kAttnParallelMin)
   {
     std::vector<float> scores;  // [group][n_keys]
 #pragma omp for schedule(dynamic, 1)

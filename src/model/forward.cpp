@@ -105,7 +105,7 @@ void ReferenceForward::step(int32_t token, float* logits) {
     rmsnorm(xb.data(), x.data(), f32(w.ffn_norm), D, c.norm_eps);
     matvec_ref(w.w_gate, xb.data(), h1.data());
     matvec_ref(w.w_up, xb.data(), h2.data());
-    for (int i = 0; i < F; ++i) h1[i] = h1[i] / (1.0f + std::exp(-h1[i])) * h2[i];
+    swiglu_ref(h1.data(), h2.data(), F);
     matvec_ref(w.w_down, h1.data(), f.data());
     for (int i = 0; i < D; ++i) x[i] += f[i];
   }
@@ -158,6 +158,11 @@ void Forward::run_batch(const std::vector<SeqStep>& batch) {
   for (size_t b = 0; b < batch.size(); ++b)
     for (int64_t i = 0; i < batch[b].n; ++i)
       dequantize_row(emb.type, emb.row(batch[b].tokens[i]), x + (off[b] + i) * D, D);
+  // Row i's RoPE table, the same in every layer: cos at cs + i * n_rot, sin half after.
+  const int n_rot = c.rope.n_rot, half = n_rot / 2;
+  grow(rope_cs_, n * n_rot);
+  float* cs = rope_cs_.data();
+  for (int64_t i = 0; i < n; ++i) rope_.cos_sin(pos[i], seq_len[i], cs + i * n_rot, cs + i * n_rot + half);
 
   const int n_layers = layer_limit_ > 0 ? std::min(layer_limit_, c.n_layers) : c.n_layers;
   for (int l = 0; l < n_layers; ++l) {
@@ -177,8 +182,9 @@ void Forward::run_batch(const std::vector<SeqStep>& batch) {
         for (int h = 0; h < c.n_heads; ++h) rmsnorm(qi + h * hd, qi + h * hd, f32(w.q_norm), hd, c.norm_eps);
         for (int h = 0; h < c.n_kv_heads; ++h) rmsnorm(ki + h * hd, ki + h * hd, f32(w.k_norm), hd, c.norm_eps);
       }
-      rope_.apply(qi, c.n_heads, static_cast<int>(hd), pos[i], seq_len[i]);
-      rope_.apply(ki, c.n_kv_heads, static_cast<int>(hd), pos[i], seq_len[i]);
+      const float* ci = cs + i * n_rot;
+      rope_.rotate(qi, c.n_heads, static_cast<int>(hd), ci, ci + half);
+      rope_.rotate(ki, c.n_kv_heads, static_cast<int>(hd), ci, ci + half);
     }
     for (size_t b = 0; b < batch.size(); ++b) {
       const int64_t o = off[b];
@@ -189,8 +195,8 @@ void Forward::run_batch(const std::vector<SeqStep>& batch) {
     for (int64_t i = 0; i < n * D; ++i) x[i] += xb[i];
     for (int64_t i = 0; i < n; ++i) rmsnorm(xb + i * D, x + i * D, f32(w.ffn_norm), D, c.norm_eps);
     matmul_multi({{&w.w_gate, h1}, {&w.w_up, h2}}, xb, n);
-#pragma omp parallel for schedule(static) if (n * F > 4096)
-    for (int64_t i = 0; i < n * F; ++i) h1[i] = h1[i] / (1.0f + std::exp(-h1[i])) * h2[i];
+#pragma omp parallel for schedule(static) if (n > 1)
+    for (int64_t i = 0; i < n; ++i) swiglu(h1 + i * F, h2 + i * F, F);
     matmul(w.w_down, h1, n, xb);
     for (int64_t i = 0; i < n * D; ++i) x[i] += xb[i];
   }

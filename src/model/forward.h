@@ -65,6 +65,8 @@ class Forward {
   // Scratch, sized for the largest n seen: x/xb [n, dim], q/att [n, q_dim],
   // k/v [n, kv_dim], h1/h2 [n, ffn_dim].
   std::vector<float> x_, xb_, q_, k_, v_, att_, h1_, h2_;
+  // RoPE tables of the step's rows, built once per step: [n, cos[n_rot/2], sin[n_rot/2]].
+  std::vector<float> rope_cs_;
   int layer_limit_ = 0;
 };
 

@@ -158,15 +158,18 @@ void Rope::cos_sin(int64_t pos, int64_t seq_len, float* cos, float* sin) const {
 }
 
 void Rope::apply(float* x, int n_heads, int head_dim, int64_t pos, int64_t seq_len) const {
+  const int half = cfg_.n_rot / 2;
+  thread_local std::vector<float> table;  // [cos[half], sin[half]]
+  table.resize(size_t(2 * half));
+  cos_sin(pos, seq_len, table.data(), table.data() + half);
+  rotate(x, n_heads, head_dim, table.data(), table.data() + half);
+}
+
+void Rope::rotate(float* x, int n_heads, int head_dim, const float* cs, const float* sn) const {
   if (head_dim < cfg_.n_rot)
     fail(ErrorKind::InvalidInput, "rope: head_dim {} is smaller than n_rot {}", head_dim,
          cfg_.n_rot);
   const int half = cfg_.n_rot / 2;
-  thread_local std::vector<float> table;  // [cos[half], sin[half]]
-  table.resize(size_t(2 * half));
-  float* cs = table.data();
-  float* sn = cs + half;
-  cos_sin(pos, seq_len, cs, sn);
   // Interleaved pairs (2i, 2i+1); Half pairs (i, i + n_rot/2).
   const int stride = cfg_.style == RopeConfig::Style::Interleaved ? 2 : 1;
   const int offset = cfg_.style == RopeConfig::Style::Interleaved ? 1 : half;

@@ -64,6 +64,11 @@ class Rope {
   // kernels that take a cos/sin table): cos[n_rot/2], sin[n_rot/2], already
   // multiplied by mscale().
   void cos_sin(int64_t pos, int64_t seq_len, float* cos, float* sin) const;
+  // Rotate x [n_heads, head_dim] in place with a table from cos_sin(): exactly
+  // apply() for that table's position (apply() is cos_sin() + rotate()). Lets a
+  // forward pass build each token's table once per step instead of once per
+  // layer and per q/k. Throws Error(InvalidInput) when head_dim < n_rot.
+  void rotate(float* x, int n_heads, int head_dim, const float* cos, const float* sin) const;
 
  private:
   RopeConfig cfg_;

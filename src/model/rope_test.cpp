@@ -403,6 +403,34 @@ TEST(RopeApply, CosSinTableMatchesApply) {
   EXPECT_NEAR(c[0], std::cos(5000.0) * r.mscale(), 1e-6);
 }
 
+// A table built once and rotate() on several heads/tensors (the forward pass's
+// per-step table) gives apply()'s values bit for bit, for every scaling and style.
+TEST(RopeApply, RotateWithTableEqualsApply) {
+  RopeConfig lin = config(64, 10000.0);
+  lin.scaling = RopeConfig::Scaling::Linear;
+  lin.factor = 4.0;
+  RopeConfig dyn = config(128, 10000.0, RopeConfig::Style::Half);
+  dyn.scaling = RopeConfig::Scaling::DynamicNTK;
+  dyn.factor = 2.0;
+  dyn.original_ctx = 2048;
+  for (const RopeConfig& c : {config(64, 10000.0), config(32, 10000.0, RopeConfig::Style::Half), lin,
+                              llama31_8b(), yarn(1e6, 4.0, 32768), dyn}) {
+    Rope r(c);
+    const int pairs = c.n_rot / 2, hd = c.n_rot + 16;
+    for (int64_t pos : {int64_t{0}, int64_t{17}, int64_t{5000}, int64_t{131071}}) {
+      const int64_t seq_len = pos + 3;
+      std::vector<float> cs(static_cast<size_t>(pairs)), sn(static_cast<size_t>(pairs));
+      r.cos_sin(pos, seq_len, cs.data(), sn.data());
+      auto x = random_vec(3 * hd, 11);
+      auto y = x;
+      r.apply(x.data(), 3, hd, pos, seq_len);
+      r.rotate(y.data(), 3, hd, cs.data(), sn.data());
+      for (size_t i = 0; i < x.size(); ++i)
+        ASSERT_EQ(x[i], y[i]) << rope_scaling_name(c.scaling) << " pos " << pos << " i " << i;
+    }
+  }
+}
+
 TEST(Rope, InvalidConfigsThrowWithData) {
   auto msg = [](const RopeConfig& c) {
     try {

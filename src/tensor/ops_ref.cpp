@@ -1,5 +1,6 @@
 // Plain reference kernels: dequantise the row (tensor/quants.cpp), then an
 // obviously-correct loop. Slow; the oracle for every fast path.
+#include <cmath>
 #include <vector>
 
 #include "tensor/ops.h"
@@ -34,6 +35,10 @@ void matvec_ref(const Tensor& W, const float* x, float* y) {
 void matmul_ref(const Tensor& W, const float* X, int64_t n, float* Y) {
   const int64_t rows = W.rows(), cols = W.cols();
   for (int64_t i = 0; i < n; ++i) matvec_ref(W, X + i * cols, Y + i * rows);
+}
+
+void swiglu_ref(float* h, const float* g, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) h[i] = h[i] / (1.0f + std::exp(-h[i])) * g[i];
 }
 
 }  // namespace harmonia

@@ -313,6 +313,29 @@ ErrorKind error_kind(F f) {
   return ErrorKind::Internal;
 }
 
+// Fast swiglu (vectorised expf) against the std::exp reference: |fast - ref| <=
+// 1e-6 |ref| + 1e-30 (the exp polynomial is ~2 ulp; the division and product add ~1
+// ulp each). x covers silu's both tails (|x| up to 100: exp's argument clamped) and
+// lengths that leave a tail of every size for the 16- and 8-wide loops.
+TEST(OpsSwiglu, FastMatchesReference) {
+  std::mt19937 rng(7);
+  for (int64_t n : {1, 7, 15, 16, 17, 31, 33, 100, 2048, 2049}) {
+    for (float scale : {1.0f, 10.0f, 100.0f}) {
+      std::uniform_real_distribution<float> u(-scale, scale);
+      std::vector<float> h(static_cast<size_t>(n)), g(static_cast<size_t>(n));
+      for (auto& v : h) v = u(rng);
+      g = random_floats(rng, n);
+      if (n > 4) h[0] = 0.0f, h[1] = 88.5f, h[2] = -88.5f, h[3] = -1e-8f;
+      std::vector<float> ref = h, fast = h;
+      swiglu_ref(ref.data(), g.data(), n);
+      swiglu(fast.data(), g.data(), n);
+      for (int64_t i = 0; i < n; ++i)
+        ASSERT_NEAR(fast[i], ref[i], 1e-6 * std::abs(ref[i]) + 1e-30)
+            << "n " << n << " i " << i << " x " << h[i] << " g " << g[i];
+    }
+  }
+}
+
 TEST(KernelErrors, UnsupportedTypes) {
   std::vector<uint8_t> bytes(84 * 4 * 8);
   std::vector<float> x(1024), y(8);
