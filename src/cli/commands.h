@@ -60,6 +60,7 @@ struct ModelFlags {
   std::string dtype = "f32";
   std::string tokenizer;
   uint64_t weight_seed = 1;
+  bool mmap = false;  // LoadOptions::mmap_weights
   void attach(CLI::App* sub, bool required = true);
   // Loads the file or builds the preset; throws Error with a hint when neither is given.
   std::unique_ptr<Model> load() const;

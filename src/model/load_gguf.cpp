@@ -20,7 +20,7 @@ Arch parse_arch(const std::string& path, const std::string& a) {
 
 }  // namespace
 
-std::unique_ptr<Model> load_gguf(const std::string& path, const LoadOptions&) {
+std::unique_ptr<Model> load_gguf(const std::string& path, const LoadOptions& opts) {
   auto m = std::make_unique<Model>();
   m->path = path;
   m->format = "gguf";
@@ -134,6 +134,7 @@ std::unique_ptr<Model> load_gguf(const std::string& path, const LoadOptions&) {
   }
   (void)opt;
   if (f.has("tokenizer.ggml.model")) m->tokenizer = tokenizer_from_gguf(f);
+  if (!opts.mmap_weights) m->own_decode_matrices();
   return m;
 }
 

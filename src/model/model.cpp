@@ -85,6 +85,21 @@ uint8_t* Model::alloc(size_t n) {
   return p;
 }
 
+void Model::own_decode_matrices() {
+  auto own = [&](Tensor& t) {
+    if (t.empty() || t.nbytes == 0) return;
+    uint8_t* p = alloc(t.nbytes);
+    std::memcpy(p, t.data, t.nbytes);
+    t.data = p;
+  };
+  ModelWeights& w = weights;
+  const bool tied = !w.output.empty() && w.output.data == w.tok_embd.data;
+  own(w.output);
+  if (tied) w.tok_embd.data = w.output.data;
+  for (LayerWeights& l : w.layers)
+    for (Tensor* t : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down}) own(*t);
+}
+
 Tensor Model::to_f32(const Tensor& t) {
   if (t.empty() || t.type == DType::F32) return t;
   Tensor r = t;
