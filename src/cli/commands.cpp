@@ -64,7 +64,7 @@ void ModelFlags::attach(CLI::App* sub, bool) {
   sub->add_option("--tokenizer", tokenizer, "tokenizer file (llama2.c tokenizer.bin, tokenizer.json, tokenizer.model)");
   sub->add_option("--weight-seed", weight_seed, "seed of the random weights for --preset")->capture_default_str();
   sub->add_flag("--mmap", mmap,
-                "GGUF: keep the weight matrices memory-mapped from the file (faster load, shared page cache) instead of "
+                "keep the weight matrices memory-mapped from the model file (faster load, shared page cache) instead of "
                 "copying them to huge pages (faster decode)");
 }
 

@@ -510,7 +510,7 @@ bool ends_with(const std::string& s, const char* suf) {
 
 }  // namespace
 
-std::unique_ptr<Model> load_hf(const std::string& path, const LoadOptions&) {
+std::unique_ptr<Model> load_hf(const std::string& path, const LoadOptions& opts) {
   std::error_code ec;
   const fs::path p(path);
   if (!fs::exists(p, ec)) fail(ErrorKind::Io, "{}: no such file or directory", path);
@@ -607,6 +607,7 @@ std::unique_ptr<Model> load_hf(const std::string& path, const LoadOptions&) {
 
   const fs::path tok = dir / "tokenizer.json";
   if (fs::is_regular_file(tok, ec)) m->tokenizer = tokenizer_from_hf_json(tok.string());
+  if (!opts.mmap_weights) m->own_decode_matrices();
   return m;
 }
 

@@ -324,7 +324,9 @@ void check_forward(const Model& m) {
 TEST(HfLoad, TinyStories656K) {
   HARMONIA_REQUIRE_SHARED("models/TinyStories-656K/model.safetensors");
   const std::string dir = shared_path("models/TinyStories-656K");
-  auto m = load_model(dir);
+  LoadOptions views;  // weights as views into the map (the default copies them to huge pages)
+  views.mmap_weights = true;
+  auto m = load_model(dir, views);
   const ModelConfig& c = m->config;
   EXPECT_EQ(m->format, "safetensors");
   EXPECT_EQ(c.arch, Arch::Llama);
@@ -384,7 +386,9 @@ TEST(HfSynthetic, SingleFileValuesAndViews) {
   TempDir tmp;
   Spec s;
   const auto ts = write_folder(tmp.path(), s);
-  auto m = load_model(tmp.path().string());
+  LoadOptions views;  // weights as views into the map (the default copies them to huge pages)
+  views.mmap_weights = true;
+  auto m = load_model(tmp.path().string(), views);
   EXPECT_EQ(m->config.arch, Arch::Llama);
   EXPECT_EQ(m->config.vocab_size, 40);
   EXPECT_FALSE(m->config.tied_embeddings);

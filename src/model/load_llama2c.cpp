@@ -96,6 +96,7 @@ std::unique_ptr<Model> load_llama2c(const std::string& path, const LoadOptions& 
       }
   }
   if (!tok.empty()) m->tokenizer = tokenizer_from_llama2c(tok, c.vocab_size);
+  if (!opts.mmap_weights) m->own_decode_matrices();
   return m;
 }
 

@@ -86,8 +86,14 @@ uint8_t* Model::alloc(size_t n) {
 }
 
 void Model::own_decode_matrices() {
+  auto owned_already = [&](const void* d) {  // converted at load (to_f32, dequantised): already on huge pages
+    const auto* p = static_cast<const uint8_t*>(d);
+    for (const auto& b : owned)
+      if (p >= b.data() && p < b.data() + b.size()) return true;
+    return false;
+  };
   auto own = [&](Tensor& t) {
-    if (t.empty() || t.nbytes == 0) return;
+    if (t.empty() || t.nbytes == 0 || owned_already(t.data)) return;
     uint8_t* p = alloc(t.nbytes);
     std::memcpy(p, t.data, t.nbytes);
     t.data = p;

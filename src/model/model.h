@@ -85,8 +85,9 @@ class Model {
   // a huge page are carved from shared arenas of kArenaBytes, so that they sit
   // on huge pages too (alone, alloc_huge leaves them on 4 KiB pages).
   uint8_t* alloc(size_t n);
-  // Copies every layer matrix and the output matrix (the embedding table too when tied) into
-  // alloc() buffers and points the weights at the copies (LoadOptions::mmap_weights false).
+  // Copies every layer matrix and the output matrix (the embedding table too when tied) that is
+  // not already in an owned buffer into alloc() buffers and points the weights at the copies
+  // (LoadOptions::mmap_weights false).
   void own_decode_matrices();
   static constexpr size_t kArenaBytes = size_t{8} << 20;
   uint8_t* arena = nullptr;  // the arena alloc() carves from (in `owned`)
@@ -97,7 +98,7 @@ class Model {
 
 struct LoadOptions {
   std::string tokenizer_path;  // llama2.c: tokenizer.bin (default: tokenizer.bin / tok<vocab>.bin beside the model)
-  // GGUF: false (default) copies the matrices a decode step streams (attention, FFN, output; the
+  // GGUF, llama2.c, safetensors: false (default) copies the matrices a decode step streams (attention, FFN, output; the
   // embedding table only when tied) from the memory-mapped file into huge-page buffers at load
   // (Model::own_decode_matrices): the file's mapping sits on 4 KiB pages, and llama-110m q8_0
   // decoded ~25 % slower from it. true keeps them as views into the mapping (faster load, page

@@ -66,5 +66,25 @@ TEST(ModelLoad, GgufDecodeMatricesCopiedOrMapped) {
   EXPECT_EQ(copied->config.tied_embeddings, b.output.data == b.tok_embd.data);
 }
 
+// The same for a llama2.c file (f32 views into its mapping; shared classifier) and a Hugging Face
+// safetensors folder.
+TEST(ModelLoad, Llama2cAndHfDecodeMatricesCopiedOrMapped) {
+  HARMONIA_REQUIRE_SHARED("models/stories260K/stories260K.bin");
+  HARMONIA_REQUIRE_SHARED("models/TinyStories-656K/model.safetensors");
+  for (const std::string rel : {"models/stories260K/stories260K.bin", "models/TinyStories-656K"}) {
+    SCOPED_TRACE(rel);
+    LoadOptions mapped_opts;
+    mapped_opts.mmap_weights = true;
+    auto mapped = load_model(shared_path(rel), mapped_opts);
+    auto copied = load_model(shared_path(rel), {});
+    const Tensor &x = mapped->weights.layers.at(0).w_down, &y = copied->weights.layers.at(0).w_down;
+    ASSERT_EQ(x.nbytes, y.nbytes);
+    EXPECT_TRUE(std::equal(static_cast<const uint8_t*>(x.data), static_cast<const uint8_t*>(x.data) + x.nbytes,
+                           static_cast<const uint8_t*>(y.data)));
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(y.data) % 64, 0u);
+    EXPECT_EQ(copied->config.tied_embeddings, copied->weights.output.data == copied->weights.tok_embd.data);
+  }
+}
+
 }  // namespace
 }  // namespace harmonia
