@@ -1,19 +1,15 @@
 #include "cuda/profile_gpu.h"
 
 #include <algorithm>
-#include <chrono>
 #include <random>
 #include <string>
 
+#include "common/env.h"
 #include "common/error.h"
 
 namespace harmonia::cuda {
 
 namespace {
-
-double now_ms() {
-  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
 
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
